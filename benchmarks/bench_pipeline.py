@@ -1,0 +1,92 @@
+"""Speed of training and inference on one toy scene, network and post-processing apart.
+
+Each timing is also reported as a ratio to a fixed reference workload (a 1024x1024 float32 matmul, 20 times)
+measured in the same run, so numbers from different machines and loads can be compared.
+
+Run: pytest benchmarks/bench_pipeline.py --benchmark-only --benchmark-columns=mean,stddev,rounds
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtml.cluster.pipeline import segment_instances
+from mtml.config import config_from_dict
+from mtml.data.dataset import make_sample
+from mtml.data.toy import generate_scene
+from mtml.data.voxelize import voxelize
+from mtml.infer import predict_voxels
+from mtml.losses.mtml import mtml_loss
+from mtml.cli.infer import bundled_checkpoint
+from mtml.model.model import load_checkpoint
+
+_REF = {}
+
+
+def _reference():
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(20):
+        a @ b
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """The bundled toy model (post-processing time depends on how well the embedding is trained)."""
+    path = bundled_checkpoint("toy.pt")
+    if not path.exists():
+        pytest.skip(f"bundled checkpoint {path} missing (train it: see README)")
+    model, state = load_checkpoint(path)
+    cfg = config_from_dict(state["experiment"])
+    scene = generate_scene(900)
+    grid = voxelize(scene, cfg.data.voxel_size)
+    return cfg, scene, grid, model
+
+
+def _record(benchmark, key):
+    benchmark.extra_info["mean_s"] = benchmark.stats.stats.mean
+    if "reference" in _REF:
+        benchmark.extra_info["ratio_to_reference"] = benchmark.stats.stats.mean / _REF["reference"]
+    _REF[key] = benchmark.stats.stats.mean
+
+
+def test_reference_matmul(benchmark):
+    benchmark.pedantic(_reference, rounds=5, warmup_rounds=1)
+    _record(benchmark, "reference")
+
+
+def test_train_step(benchmark, toy):
+    cfg, scene, grid, model = toy
+    sample = make_sample(grid, cfg.model.num_classes, cfg.data.stuff_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+    model.train()
+
+    def step():
+        out = model(sample.inputs[None])
+        c = sample.coords[sample.rows]
+        emb = out["embedding"][0][:, c[:, 0], c[:, 1], c[:, 2]].T
+        direc = out["direction"][0][:, c[:, 0], c[:, 1], c[:, 2]].T
+        loss = mtml_loss(emb, direc, c.float(), sample.instance_index, sample.num_instances, cfg.loss)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    _record(benchmark, "train_step")
+
+
+def test_inference_network(benchmark, toy):
+    cfg, scene, grid, model = toy
+    model.eval()
+    benchmark.pedantic(lambda: predict_voxels(model, grid), rounds=10, warmup_rounds=1)
+    _record(benchmark, "network")
+
+
+def test_inference_postprocessing(benchmark, toy):
+    cfg, scene, grid, model = toy
+    model.eval()
+    emb, direc = predict_voxels(model, grid)
+    benchmark.pedantic(lambda: segment_instances(grid, emb, direc, cfg.cluster), rounds=10, warmup_rounds=1)
+    _record(benchmark, "postprocessing")
+    if "network" in _REF:
+        benchmark.extra_info["share_of_inference"] = _REF["postprocessing"] / (_REF["postprocessing"] + _REF["network"])

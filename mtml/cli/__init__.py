@@ -1,0 +1,21 @@
+"""Console entry points. Each command lives in its own module; ``run_command`` gives them one error policy."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional, Sequence
+
+from mtml.errors import InputError
+
+
+def run_command(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
+    """Run a command's ``main(argv)``; turn an InputError into one line on stderr and exit status 2."""
+    prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv else "mtml"
+    try:
+        return int(main(argv) or 0)
+    except InputError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

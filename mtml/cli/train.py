@@ -1,0 +1,44 @@
+"""``mtml-train --config configs/toy.yaml [--out DIR] [--resume] [--seed N]``: train a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from mtml.cli import run_command
+from mtml.config import load_config
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="mtml-train", description="Train an MTML model from a YAML config.")
+    p.add_argument("--config", required=True, help="experiment YAML (see configs/)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
+    p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--threads", type=int, default=None, help="override train.num_threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.seed is not None:
+        cfg.train.seed = args.seed
+    if args.epochs is not None:
+        cfg.train.epochs = args.epochs
+    if args.threads is not None:
+        cfg.train.num_threads = args.threads
+    out = args.out or f"runs/{cfg.name}"
+    from mtml.train import train
+
+    t0 = time.perf_counter()
+    last = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint {last}; metrics {out}/metrics.jsonl")
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run_command(main))
+
+
+if __name__ == "__main__":
+    entry()

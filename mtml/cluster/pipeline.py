@@ -1,0 +1,122 @@
+"""From per-voxel network outputs to instances: proposals -> scores -> NMS -> one coherent labelling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from mtml.cluster.components import semantic_components, semantic_segments
+from mtml.cluster.nms import nms
+from mtml.cluster.proposals import mean_shift_proposals, proposal_scores
+from mtml.data.voxelize import majority_per_group
+from mtml.scene import NO_INSTANCE, VoxelGrid
+
+
+@dataclass
+class ClusterConfig:
+    """Post-processing settings (embedding units are those of the discriminative loss)."""
+
+    bandwidths: Sequence[float] = (0.6, 1.0, 1.5)
+    feature_threshold: float = 1.0
+    min_voxels: int = 4
+    size_prior_voxels: int = 20
+    nms_iou: float = 0.3
+    exclusive: bool = True
+    use_direction: bool = True
+    stuff_classes: Sequence[int] = (0,)
+
+
+@dataclass
+class Instances:
+    """Instances over the voxels of one grid, best score first.
+
+    masks:  list of int64 row arrays into grid.coords.
+    labels: int64 [K] semantic label (majority of the mask's voxels).
+    scores: float64 [K] confidence in [0, 1].
+    """
+
+    masks: list = field(default_factory=list)
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def voxel_instance_ids(self, num_voxels: int) -> np.ndarray:
+        """int64 [V]: index of the instance holding each voxel (the best-scored one), -1 for none."""
+        ids = np.full(num_voxels, NO_INSTANCE, dtype=np.int64)
+        for k in range(len(self.masks) - 1, -1, -1):  # best last, so it wins overlaps
+            ids[self.masks[k]] = k
+        return ids
+
+    def point_instance_ids(self, grid: VoxelGrid) -> np.ndarray:
+        """int64 [N]: instance index of each input point (through its voxel), -1 for none."""
+        return self.voxel_instance_ids(grid.num_voxels)[grid.point_to_voxel]
+
+    def point_masks(self, grid: VoxelGrid) -> np.ndarray:
+        """bool [K, N]: each instance's mask over the input points (overlaps kept as predicted)."""
+        out = np.zeros((len(self.masks), len(grid.point_to_voxel)), dtype=bool)
+        for k, rows in enumerate(self.masks):
+            voxel_mask = np.zeros(grid.num_voxels, dtype=bool)
+            voxel_mask[rows] = True
+            out[k] = voxel_mask[grid.point_to_voxel]
+        return out
+
+
+def _finalise(masks: list[np.ndarray], scores: np.ndarray, labels: np.ndarray, cfg: ClusterConfig,
+              num_voxels: int) -> Instances:
+    """NMS, optional exclusive assignment (each voxel to its best instance) and majority labels."""
+    keep = nms(masks, scores, num_voxels, cfg.nms_iou)
+    claimed = np.zeros(num_voxels, dtype=bool)
+    out_masks, out_scores = [], []
+    for i in keep:
+        rows = masks[i]
+        if cfg.exclusive:
+            rows = rows[~claimed[rows]]
+            if len(rows) < cfg.min_voxels:
+                continue
+            claimed[rows] = True
+        out_masks.append(rows)
+        out_scores.append(scores[i])
+    if not out_masks:
+        return Instances()
+    owner = np.repeat(np.arange(len(out_masks)), [len(m) for m in out_masks])
+    out_labels = majority_per_group(owner, labels[np.concatenate(out_masks)], len(out_masks))
+    return Instances(out_masks, out_labels, np.asarray(out_scores, dtype=np.float64))
+
+
+def segment_instances(grid: VoxelGrid, embedding: np.ndarray, direction: np.ndarray | None,
+                      cfg: ClusterConfig = ClusterConfig()) -> Instances:
+    """MTML post-processing on one grid.
+
+    grid: voxels with semantic ``labels`` [V]; embedding float32 [V, D] and direction float32 [V, 3]
+    (None, or ignored when cfg.use_direction is False) for every occupied voxel. Stuff voxels (floor) are
+    never part of an instance.
+    """
+    things = np.nonzero(~np.isin(grid.labels, np.asarray(cfg.stuff_classes)))[0]
+    coords = grid.coords[things]
+    proposals = mean_shift_proposals(coords, grid.labels[things], embedding[things], cfg.bandwidths, cfg.min_voxels)
+    use_dir = direction if (cfg.use_direction and direction is not None) else None
+    scores = proposal_scores(
+        proposals, coords.astype(np.float64), embedding[things],
+        None if use_dir is None else use_dir[things], cfg.feature_threshold, cfg.size_prior_voxels,
+    )["score"]
+    masks = [things[p] for p in proposals]
+    return _finalise(masks, scores, grid.labels, cfg, grid.num_voxels)
+
+
+def baseline_instances(grid: VoxelGrid, method: str, thing_classes: Sequence[int]) -> Instances:
+    """The paper's baselines on the semantic labels: "connected_components" or "segment_as_instance".
+
+    Every instance gets score 1 (the baselines have no confidence).
+    """
+    if method == "connected_components":
+        masks = semantic_components(grid.coords, grid.labels, thing_classes)
+    elif method == "segment_as_instance":
+        masks = semantic_segments(grid.labels, thing_classes)
+    else:
+        raise ValueError(f"unknown baseline {method!r}")
+    labels = np.asarray([grid.labels[m[0]] for m in masks], dtype=np.int64)
+    return Instances(masks, labels, np.ones(len(masks)))

@@ -1,0 +1,117 @@
+"""From VoxelGrids to network tensors, and the training data set of the toy benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from mtml.data.augment import augment_points
+from mtml.data.voxelize import voxelize
+from mtml.errors import InputError
+from mtml.scene import Scene, VoxelGrid
+
+
+def padded_shape(shape: Sequence[int], multiple: int = 2) -> tuple:
+    """Grid shape rounded up to a multiple (the backbone pools by 2 and upsamples back)."""
+    return tuple(int(-(-s // multiple) * multiple) for s in shape)
+
+
+def onehot_input(grid: VoxelGrid, num_classes: int, shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Dense one-hot semantic input [num_classes, X, Y, Z] (float32); empty voxels are all-zero.
+
+    grid.labels must hold ids in [0, num_classes). ``shape`` (>= grid.shape) pads the grid.
+    """
+    if grid.labels is None:
+        raise InputError(None, "this model needs semantic labels as input (a 'label' vertex property)")
+    labels = grid.labels
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        raise InputError(
+            None, f"semantic labels must be in [0, {num_classes - 1}] for this model; found {np.unique(labels[bad])[:5]}"
+        )
+    shape = padded_shape(grid.shape) if shape is None else tuple(shape)
+    x = torch.zeros((num_classes, *shape), dtype=torch.float32)
+    c = torch.from_numpy(grid.coords)
+    x[torch.from_numpy(labels), c[:, 0], c[:, 1], c[:, 2]] = 1.0
+    return x
+
+
+def instance_targets(grid: VoxelGrid, stuff_classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The voxels that carry an instance, and their instance as a dense index.
+
+    Returns (rows int64 [M] into grid.coords, instance_index int64 [M] in [0, K), K).
+    Voxels of stuff classes (floor, wall) or without an instance are left out.
+    """
+    keep = grid.instances >= 0
+    if grid.labels is not None and len(stuff_classes):
+        keep &= ~np.isin(grid.labels, np.asarray(stuff_classes))
+    rows = np.nonzero(keep)[0]
+    uniq, index = np.unique(grid.instances[rows], return_inverse=True)
+    return rows, index.astype(np.int64), len(uniq)
+
+
+@dataclass
+class Sample:
+    """One training example: network input and the targets of its instance voxels."""
+
+    inputs: torch.Tensor  # float32 [C, X, Y, Z]
+    coords: torch.Tensor  # int64 [V, 3] occupied voxels
+    rows: torch.Tensor  # int64 [M] instance voxels (rows of coords)
+    instance_index: torch.Tensor  # int64 [M] in [0, K)
+    num_instances: int
+    grid: VoxelGrid
+
+
+def make_sample(grid: VoxelGrid, num_classes: int, stuff_classes: Sequence[int], shape=None) -> Sample:
+    """Build the network input and the loss targets of one voxel grid (see ``Sample``)."""
+    rows, index, k = instance_targets(grid, stuff_classes)
+    return Sample(
+        inputs=onehot_input(grid, num_classes, shape),
+        coords=torch.from_numpy(grid.coords),
+        rows=torch.from_numpy(rows),
+        instance_index=torch.from_numpy(index),
+        num_instances=k,
+        grid=grid,
+    )
+
+
+class SceneSampleSet(torch.utils.data.Dataset):
+    """Scenes produced by ``make_scene(key)`` (e.g. the toy generator with a seed), voxelised on the fly.
+
+    keys: one key per scene (toy: seeds). With ``augment_seed`` set, each access draws a fresh
+    rotation/flip/shift from (augment_seed, key, access count), so training epochs differ but a resumed
+    run replays the same sequence.
+    """
+
+    def __init__(self, keys, make_scene, num_classes, stuff_classes, voxel_size=0.1,
+                 augment_seed: Optional[int] = None, grid_shape=None):
+        self.keys = list(keys)
+        self.make_scene = make_scene
+        self.num_classes = num_classes
+        self.stuff_classes = list(stuff_classes)
+        self.voxel_size = voxel_size
+        self.augment_seed = augment_seed
+        self.grid_shape = grid_shape
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def scene(self, i: int) -> Scene:
+        """The i-th scene, augmented when the set augments."""
+        scene = self.make_scene(self.keys[i])
+        if self.augment_seed is not None:
+            rng = np.random.default_rng([self.augment_seed, int(self.keys[i]), self.epoch])
+            scene = Scene(points=augment_points(scene.points, rng, self.voxel_size), labels=scene.labels,
+                          instances=scene.instances, colors=scene.colors, name=scene.name, source=scene.source)
+        return scene
+
+    def __getitem__(self, i: int) -> Sample:
+        grid = voxelize(self.scene(i), self.voxel_size)
+        shape = self.grid_shape
+        if shape is not None:
+            shape = tuple(max(a, b) for a, b in zip(padded_shape(grid.shape), shape))
+        return make_sample(grid, self.num_classes, self.stuff_classes, shape)

@@ -1,0 +1,85 @@
+import json
+
+import numpy as np
+import pytest
+from plyfile import PlyData
+
+from mtml.cli import run_command
+from mtml.cli.infer import main as infer_main
+from mtml.data.toy import generate_scene
+from mtml.io.ply import scene_to_ply, write_ply
+
+
+def _run(argv, capsys):
+    code = run_command(infer_main, argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_infer_writes_ply_and_json(tiny_checkpoint, tmp_path, capsys):
+    scene = generate_scene(3)
+    src = scene_to_ply(scene, tmp_path / "in" / "room.ply")
+    code, out, err = _run([str(src), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    ply = PlyData.read(str(tmp_path / "out" / "room_instances.ply"))
+    v = ply["vertex"].data
+    assert len(v) == scene.num_points
+    assert {"x", "y", "z", "red", "green", "blue", "instance", "label"} <= set(v.dtype.names)
+    assert np.array_equal(v["label"], scene.labels)
+    assert (v["instance"][scene.labels == 0] == -1).all()  # the floor is never an instance
+    summary = json.loads((tmp_path / "out" / "room_instances.json").read_text())
+    ids = set(np.unique(v["instance"][v["instance"] >= 0]).tolist())
+    assert {i["id"] for i in summary["instances"]} == ids
+    for inst in summary["instances"]:
+        assert set(inst) == {"id", "label", "label_name", "score", "num_points", "bbox_min", "bbox_max"}
+        assert inst["num_points"] == int((v["instance"] == inst["id"]).sum())
+        assert inst["label"] in range(1, 6) and inst["label_name"] != str(inst["label"])
+    assert set(summary["timings_s"]) == {"voxelize", "network", "cluster"}
+
+
+def _bad_inputs(tmp_path):
+    good = np.random.default_rng(0).uniform(0, 1, (50, 3)).astype(np.float32)
+    labels = {"label": np.ones(50, dtype=np.int64)}
+    (tmp_path / "notply.ply").write_text("hello, I am not a PLY file\n")
+    no_xyz = np.empty(3, dtype=[("a", "f4"), ("b", "f4")])
+    from plyfile import PlyElement
+    PlyData([PlyElement.describe(no_xyz, "vertex")]).write(str(tmp_path / "noxyz.ply"))
+    nan = good.copy()
+    nan[7, 1] = np.nan
+    write_ply(tmp_path / "nan.ply", nan, int_props=labels)
+    write_ply(tmp_path / "empty.ply", np.zeros((0, 3), np.float32), int_props={"label": np.zeros(0, np.int64)})
+    huge = good.copy()
+    huge[0] = [5000.0, 5000.0, 50.0]
+    write_ply(tmp_path / "huge.ply", huge, int_props=labels)
+    write_ply(tmp_path / "nolabel.ply", good)
+    return {
+        "missing.ply": "no such file",
+        "notply.ply": "not a PLY file",
+        "noxyz.ply": "x",
+        "nan.ply": "NaN",
+        "empty.ply": "empty",
+        "huge.ply": "exceeds",
+        "nolabel.ply": "no 'label' vertex property",
+    }
+
+
+@pytest.mark.parametrize("name", ["missing.ply", "notply.ply", "noxyz.ply", "nan.ply", "empty.ply", "huge.ply",
+                                  "nolabel.ply"])
+def test_bad_input_one_line_exit_2_no_output(name, tiny_checkpoint, tmp_path, capsys):
+    expected = _bad_inputs(tmp_path)[name]
+    good = scene_to_ply(generate_scene(1), tmp_path / "good.ply")
+    out_dir = tmp_path / "out"
+    # the good scene comes first: a bad one later in the list must still leave nothing behind
+    code, out, err = _run([str(good), str(tmp_path / name), "--checkpoint", str(tiny_checkpoint),
+                           "--out", str(out_dir), "--max-memory-gb", "1"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert name in lines[0] and expected.lower() in lines[0].lower(), lines[0]
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_demo_runs_on_bundled_style_checkpoint(tiny_checkpoint, tmp_path, capsys):
+    code, out, err = _run(["--demo", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert (tmp_path / "toy_00900.ply").exists() and (tmp_path / "toy_00900_instances.json").exists()

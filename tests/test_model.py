@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from mtml.model.backbone import BackboneConfig, DilatedBackbone, receptive_field
+from mtml.model.model import MTMLNet, ModelConfig, load_checkpoint, save_checkpoint
+from mtml.errors import InputError
+
+
+def test_default_receptive_field_at_least_142_voxels():
+    assert receptive_field() >= 142
+
+
+def test_receptive_field_formula_matches_gradients():
+    """The formula must agree with where an output voxel's gradient actually reaches (small config)."""
+    cfg = BackboneConfig(in_channels=1, full_channels=8, half_channels=8, dilation=2, dilated_blocks=1, out_channels=8)
+    net = DilatedBackbone(cfg).eval()
+    n = 64
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, n, 2, 2, requires_grad=True)
+    net(x)[0, :, n // 2].sum().backward()
+    reach = torch.nonzero(x.grad[0, 0].abs().sum(dim=(1, 2)) > 0)[:, 0]
+    span = int(reach.max() - reach.min() + 1)
+    rf = receptive_field(cfg)
+    # max-pool routes gradients to one voxel of each pair (and dead ReLUs cut paths), so the observed span
+    # may fall short of the bound by a voxel or two
+    assert rf - 2 <= span <= rf
+
+
+def test_forward_shapes():
+    net = MTMLNet(ModelConfig())
+    out = net(torch.zeros(1, 6, 8, 10, 4))
+    assert out["embedding"].shape == (1, 4, 8, 10, 4)
+    assert out["direction"].shape == (1, 3, 8, 10, 4)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net = MTMLNet(ModelConfig(embedding_dim=3))
+    save_checkpoint(tmp_path / "m.pt", net, {"epoch": 4})
+    loaded, state = load_checkpoint(tmp_path / "m.pt")
+    assert state["epoch"] == 4 and loaded.cfg.embedding_dim == 3
+    for a, b in zip(net.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bad_checkpoint_names_file(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(InputError, match="bad.pt"):
+        load_checkpoint(bad)
+    with pytest.raises(InputError, match="missing.pt: no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")

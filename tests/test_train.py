@@ -1,0 +1,46 @@
+import json
+
+import torch
+import yaml
+
+from mtml.cli import run_command
+from mtml.cli.train import main as train_main
+from mtml.model.model import load_checkpoint
+from mtml.train import train
+
+
+def test_train_writes_log_checkpoints_and_curves(tiny_config, tmp_path):
+    last = train(tiny_config, tmp_path, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2]
+    assert [r["epoch"] for r in rows if r["kind"] == "val"] == [1, 2]
+    assert all(0.0 <= r["ap50"] <= 1.0 for r in rows if r["kind"] == "val")
+    assert all(r["loss"] == r["loss"] for r in rows if r["kind"] == "step")  # no NaN
+    model, state = load_checkpoint(last)
+    assert state["epoch"] == 1 and "optimizer_state" in state
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "curves.png").stat().st_size > 1000
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["name"] == "tiny"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resume_continues_after_last_epoch_and_matches_uninterrupted_run(tiny_config, tmp_path):
+    full = train(tiny_config, tmp_path / "full", progress=False)
+    tiny_config.train.epochs = 1
+    train(tiny_config, tmp_path / "split", progress=False)
+    tiny_config.train.epochs = 2
+    resumed = train(tiny_config, tmp_path / "split", resume=True, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2]
+    a, _ = load_checkpoint(full)
+    b, _ = load_checkpoint(resumed)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(x.float(), y.float(), atol=1e-5), name
+
+
+def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    assert run_command(train_main, ["--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.yaml" in err[0] and "unknown setting 'epochz'" in err[0]
+    assert not (tmp_path / "o").exists()
