@@ -139,11 +139,11 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
             losses["loss"].backward()
             opt.step()
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + v.item()
             if (i + 1) % cfg.train.log_every == 0:
                 bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.3f}")
                 log({"kind": "step", "epoch": epoch + 1, "step": step + 1, "lr": opt.param_groups[0]["lr"],
-                     **{k: float(v) for k, v in losses.items()}})
+                     **{k: v.item() for k, v in losses.items()}})
         elapsed += time.perf_counter() - t_epoch
         row = {"kind": "epoch", "epoch": epoch + 1, "seconds": elapsed, **{k: v / len(order) for k, v in sums.items()}}
         log(row)

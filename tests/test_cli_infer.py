@@ -35,6 +35,7 @@ def test_infer_writes_ply_and_json(tiny_checkpoint, tmp_path, capsys):
         assert inst["num_points"] == int((v["instance"] == inst["id"]).sum())
         assert inst["label"] in range(1, 6) and inst["label_name"] != str(inst["label"])
     assert set(summary["timings_s"]) == {"voxelize", "network", "cluster"}
+    assert (tmp_path / "out" / "room_instances.png").stat().st_size > 5000
 
 
 def _bad_inputs(tmp_path):

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 import yaml
 
@@ -23,11 +24,20 @@ def test_train_writes_log_checkpoints_and_curves(tiny_config, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_resume_continues_after_last_epoch_and_matches_uninterrupted_run(tiny_config, tmp_path):
+def test_resume_continues_after_last_epoch_and_matches_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
     full = train(tiny_config, tmp_path / "full", progress=False)
-    tiny_config.train.epochs = 1
-    train(tiny_config, tmp_path / "split", progress=False)
-    tiny_config.train.epochs = 2
+
+    import mtml.train as train_module
+
+    real_plot = train_module.plot_curves
+
+    def interrupt(*args):  # the run is killed at the end of epoch 1, after its checkpoint
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "plot_curves", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config, tmp_path / "split", progress=False)
+    monkeypatch.setattr(train_module, "plot_curves", real_plot)
     resumed = train(tiny_config, tmp_path / "split", resume=True, progress=False)
     rows = [json.loads(x) for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2]

@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="mtml_out", help="output folder (default: mtml_out)")
     p.add_argument("--max-memory-gb", type=float, default=8.0,
                    help="refuse scenes whose dense grid would need more memory than this (default 8)")
+    p.add_argument("--no-picture", action="store_true", help="do not write <name>_instances.png (top view)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if not args.inputs and not args.demo:
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     from mtml.config import config_from_dict
     from mtml.data.voxelize import voxelize
     from mtml.infer import segment_grid
-    from mtml.io.instances import write_instance_outputs
+    from mtml.io.instances import write_instance_outputs, write_instance_picture
     from mtml.io.ply import read_ply
     from mtml.model.model import inference_bytes_per_voxel, load_checkpoint
 
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         res = segment_grid(model, scene, grid, cluster_cfg, device=args.device)
         res.timings = {"voxelize": t_vox, **res.timings}
-        point_instance = res.instances.point_instance_ids(res.grid)
+        point_instance = res.instances.point_instance_ids(res.grid, scene.labels)
         meta = {"scene": scene.name, "source": scene.source, "num_points": scene.num_points,
                 "voxel_size": exp.data.voxel_size, "num_voxels": res.grid.num_voxels, "checkpoint": str(ckpt),
                 "timings_s": {k: round(v, 4) for k, v in res.timings.items()}}
@@ -96,6 +97,9 @@ def main(argv=None) -> int:
                                                      scene.labels, res.instances.labels, res.instances.scores,
                                                      class_names, meta)
         n = len(np.unique(point_instance[point_instance >= 0]))
+        if not args.no_picture:
+            write_instance_picture(Path(args.out) / f"{scene.name}_instances.png", scene.points, point_instance,
+                                   f"{scene.name}: {n} instances (top view)")
         print(f"{scene.source}: {n} instances in {t_vox + time.perf_counter() - t0:.2f} s -> {ply_path}, {json_path}")
     return 0
 

@@ -51,17 +51,28 @@ class Instances:
             ids[self.masks[k]] = k
         return ids
 
-    def point_instance_ids(self, grid: VoxelGrid) -> np.ndarray:
-        """int64 [N]: instance index of each input point (through its voxel), -1 for none."""
-        return self.voxel_instance_ids(grid.num_voxels)[grid.point_to_voxel]
+    def point_instance_ids(self, grid: VoxelGrid, point_labels: np.ndarray | None = None) -> np.ndarray:
+        """int64 [N]: instance index of each input point (through its voxel), -1 for none.
 
-    def point_masks(self, grid: VoxelGrid) -> np.ndarray:
-        """bool [K, N]: each instance's mask over the input points (overlaps kept as predicted)."""
+        With ``point_labels`` int64 [N] (the semantic input), a point joins its voxel's instance only if its own
+        label is the instance's label: a floor point in a voxel shared with a box stays floor.
+        """
+        ids = self.voxel_instance_ids(grid.num_voxels)[grid.point_to_voxel]
+        if point_labels is not None and len(self.labels):
+            has = ids >= 0
+            ids[has & (self.labels[np.maximum(ids, 0)] != point_labels)] = NO_INSTANCE
+        return ids
+
+    def point_masks(self, grid: VoxelGrid, point_labels: np.ndarray | None = None) -> np.ndarray:
+        """bool [K, N]: each instance's mask over the input points (overlaps kept as predicted; with
+        ``point_labels``, only points of the instance's label)."""
         out = np.zeros((len(self.masks), len(grid.point_to_voxel)), dtype=bool)
         for k, rows in enumerate(self.masks):
             voxel_mask = np.zeros(grid.num_voxels, dtype=bool)
             voxel_mask[rows] = True
             out[k] = voxel_mask[grid.point_to_voxel]
+            if point_labels is not None:
+                out[k] &= point_labels == self.labels[k]
         return out
 
 

@@ -47,7 +47,7 @@ def evaluate_toy(segment: Segmenter, seeds: Iterable[int], toy_cfg: Optional[Toy
         for seed in tqdm(seeds, desc=desc, disable=not progress, leave=False):
             scene = generate_scene(seed, toy_cfg)
             grid, inst = segment(scene)
-            yield scene, point_predictions(inst.point_masks(grid), inst.labels, inst.scores)
+            yield scene, point_predictions(inst.point_masks(grid, scene.labels), inst.labels, inst.scores)
 
     names = [TOY_CLASS_NAMES[c] for c in TOY_INSTANCE_CLASS_IDS]
     return evaluate_point_predictions(pairs(), TOY_INSTANCE_CLASS_IDS, names)

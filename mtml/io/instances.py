@@ -84,3 +84,38 @@ def read_instance_outputs(ply_path: str | Path, json_path: str | Path) -> tuple[
     labels = np.asarray([int(i["label"]) for i in listed], dtype=np.int64)
     scores = np.asarray([float(i["score"]) for i in listed], dtype=np.float64)
     return masks, labels, scores
+
+
+def write_instance_picture(path: str | Path, points: np.ndarray, point_instance: np.ndarray, title: str = "") -> Path:
+    """A top-down PNG of the instances (x-y scatter, one colour per instance, grey for none), written atomically.
+
+    points [N, 3] metres; point_instance int64 [N] (-1 = none). At most 200k points are drawn (a fixed subsample).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mtml.io.atomic import atomic_path
+
+    if len(points) > 200_000:
+        keep = np.random.default_rng(0).choice(len(points), 200_000, replace=False)
+        points, point_instance = points[keep], point_instance[keep]
+    order = np.argsort(points[:, 2], kind="stable")  # draw low points first so tops stay visible
+    pts, inst = points[order], point_instance[order]
+    num = int(point_instance.max()) + 1 if len(point_instance) and point_instance.max() >= 0 else 0
+    colors = np.tile(np.asarray(NO_INSTANCE_COLOR, dtype=np.float64) / 255, (len(pts), 1))
+    has = inst >= 0
+    colors[has] = instance_colors(num)[inst[has]] / 255.0
+    span = np.ptp(points[:, :2], axis=0) if len(points) else np.ones(2)
+    fig, ax = plt.subplots(figsize=(7, 7 * max(span[1], 1e-3) / max(span[0], 1e-3) if span[0] > 0 else 7))
+    ax.scatter(pts[:, 0], pts[:, 1], c=colors, s=1.0, linewidths=0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)"), ax.set_ylabel("y (m)")
+    ax.set_title(title or f"{num} instances (top view)")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
