@@ -38,7 +38,13 @@ def _load(path: Path) -> PlyData:
     if path.is_dir():
         raise InputError(path, "is a directory, not a PLY file")
     try:
-        return PlyData.read(str(path), mmap=False)
+        try:
+            # Meshes are almost always triangles: memory-mapping face lists of known length 3 skips plyfile's
+            # per-face Python loop (1.3 s -> 2 ms for 260k faces). Every array read_ply keeps is a copy, so
+            # nothing refers to the map afterwards. Any other layout fails here and takes the general reader.
+            return PlyData.read(str(path), mmap=True, known_list_len={"face": {"vertex_indices": 3}})
+        except (PlyElementParseError, ValueError, TypeError, EOFError, IndexError, KeyError):
+            return PlyData.read(str(path), mmap=False)
     except PlyHeaderParseError as err:
         with open(path, "rb") as fh:
             magic = fh.read(4).rstrip()
