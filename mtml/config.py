@@ -18,10 +18,14 @@ from mtml.model.model import ModelConfig
 
 @dataclass
 class DataConfig:
-    """Where scenes come from. kind "toy": the synthetic benchmark, scenes generated from seeds.
+    """Where scenes come from.
 
-    toy: overrides of ``mtml.data.toy.ToySceneConfig`` fields. val_scenes come from seeds after the
-    benchmark's 1000 (never from the train or test split).
+    kind "toy":   the synthetic benchmark, scenes generated from seeds; ``toy`` overrides fields of
+                  ``mtml.data.toy.ToySceneConfig``; val_scenes come from seeds after the benchmark's 1000.
+    kind "store": voxel grids in an HDF5 store written by ``mtml-prep`` (``store``; validation on
+                  ``val_store``, or on the last ``val_scenes`` scenes of ``store`` when it is empty).
+    benchmark:    the class set validation reports (toy, scannet20, scannet200).
+    val_min_region_size: smallest ground-truth instance that counts in validation (points, or voxels for stores).
     """
 
     kind: str = "toy"
@@ -30,6 +34,10 @@ class DataConfig:
     val_scenes: int = 50
     toy: dict = field(default_factory=dict)
     stuff_classes: list = field(default_factory=lambda: [0])
+    store: str = ""
+    val_store: str = ""
+    benchmark: str = "toy"
+    val_min_region_size: int = 100
 
 
 @dataclass
@@ -77,12 +85,39 @@ def _build(cls, values: Any, where: str):
 
 
 def config_from_dict(values: dict, where: str = "config") -> ExperimentConfig:
-    """Build an ExperimentConfig from a (YAML-loaded) dict; ``where`` names the source in errors."""
-    return _build(ExperimentConfig, values, where)
+    """Build an ExperimentConfig from a (YAML-loaded) dict; ``where`` names the source in errors.
+
+    ``model.class_ids`` may name a benchmark ("scannet20", "scannet200", "toy"): every label id of that benchmark,
+    0 ("unlabeled") first, and ``model.num_classes`` follows.
+    """
+    cfg = _build(ExperimentConfig, values, where)
+    if isinstance(cfg.model.class_ids, str):
+        from mtml.eval.labels import label_names
+
+        cfg.model.class_ids = sorted(label_names(cfg.model.class_ids), key=lambda i: (i != 0, i))
+        cfg.model.num_classes = len(cfg.model.class_ids)
+    return cfg
 
 
-def load_config(path: str | os.PathLike) -> ExperimentConfig:
-    """Read a YAML experiment config; InputError names the file on a missing file or a bad setting."""
+def apply_overrides(values: dict, overrides: list[str], where: str = "--set") -> dict:
+    """Apply ``key.sub=value`` overrides (value parsed as YAML) to a config dict; returns the dict."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise InputError(where, f"expected key=value, got {item!r}")
+        node = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(where, f"{key}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return values
+
+
+def load_config(path: str | os.PathLike, overrides: Optional[list] = None) -> ExperimentConfig:
+    """Read a YAML experiment config (then ``overrides``, see ``apply_overrides``); InputError names the file on a
+    missing file or a bad setting."""
     if not os.path.isfile(path):
         raise InputError(path, "no such config file")
     try:
@@ -90,4 +125,4 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
             values = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
         raise InputError(path, f"not valid YAML ({err})") from None
-    return config_from_dict(values, os.fspath(path))
+    return config_from_dict(apply_overrides(values, list(overrides or [])), os.fspath(path))

@@ -30,7 +30,7 @@ class SceneResult:
 def predict_voxels(model: MTMLNet, grid: VoxelGrid, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Run the network on a grid; returns (embedding float32 [V, D], direction float32 [V, 3]) for its
     occupied voxels, in the order of grid.coords."""
-    x = onehot_input(grid, model.cfg.num_classes)[None].to(device)
+    x = onehot_input(grid, model.cfg.num_classes, class_ids=model.cfg.class_ids)[None].to(device)
     out = model(x)
     c = torch.from_numpy(grid.coords).to(device)
     emb = out["embedding"][0][:, c[:, 0], c[:, 1], c[:, 2]].T

@@ -26,15 +26,53 @@ VAL_SEED_START = 100_000  # validation scenes: seeds far from the benchmark's 0.
 
 
 def toy_datasets(cfg: ExperimentConfig):
-    """(train set with augmentation, validation seeds, toy scene config) for the toy benchmark."""
+    """(train set with augmentation, validation scenes (a list of zero-argument Scene makers)) for the toy
+    benchmark: train on the benchmark's train split, validate on seeds outside train and test."""
     from mtml.data.toy import ToySceneConfig, generate_scene, toy_scene_seeds
 
     toy_cfg = ToySceneConfig(**cfg.data.toy)
     train_seeds = toy_scene_seeds("train")[: cfg.data.train_scenes]
     train = SceneSampleSet(train_seeds, partial(generate_scene, config=toy_cfg), cfg.model.num_classes,
-                           cfg.data.stuff_classes, cfg.data.voxel_size, augment_seed=cfg.train.seed)
-    val_seeds = list(range(VAL_SEED_START, VAL_SEED_START + cfg.data.val_scenes))
-    return train, val_seeds, toy_cfg
+                           cfg.data.stuff_classes, cfg.data.voxel_size, augment_seed=cfg.train.seed,
+                           class_ids=cfg.model.class_ids)
+    val = [partial(generate_scene, s, toy_cfg) for s in range(VAL_SEED_START, VAL_SEED_START + cfg.data.val_scenes)]
+    return train, val
+
+
+def store_datasets(cfg: ExperimentConfig):
+    """(train set, validation scene makers) from HDF5 stores written by mtml-prep: each stored grid becomes a
+    point cloud of voxel centres that is augmented and re-voxelised like any scan."""
+    from mtml.data.voxelize import grid_to_scene
+    from mtml.io.store import VoxelStore
+
+    train_store = VoxelStore(cfg.data.store)
+    names = train_store.names()
+    if cfg.data.val_store:
+        val_store = VoxelStore(cfg.data.val_store)
+        val_names = val_store.names()[: cfg.data.val_scenes]
+    else:
+        val_store, val_names = train_store, names[len(names) - min(cfg.data.val_scenes, len(names) - 1):]
+        names = [n for n in names if n not in set(val_names)]
+    if not names:
+        raise InputError(cfg.data.store, "no scenes to train on")
+    names = names[: cfg.data.train_scenes]
+
+    def make(store, name):
+        return grid_to_scene(store.get(name), name, f"{store.path}:{name}")
+
+    train = SceneSampleSet(names, partial(make, train_store), cfg.model.num_classes, cfg.data.stuff_classes,
+                           cfg.data.voxel_size, augment_seed=cfg.train.seed, class_ids=cfg.model.class_ids)
+    return train, [partial(make, val_store, n) for n in val_names]
+
+
+def measure_class_sizes(train_set: SceneSampleSet, max_scenes: int = 200) -> dict:
+    """Median voxel count per thing class over (up to ``max_scenes``) un-augmented training scenes."""
+    from mtml.cluster.proposals import class_size_prior
+    from mtml.data.voxelize import voxelize
+
+    keys = train_set.keys[:max_scenes]
+    grids = (voxelize(train_set.make_scene(k), train_set.voxel_size) for k in keys)
+    return class_size_prior(grids, train_set.stuff_classes)
 
 
 def lr_at(step: int, total: int, cfg: ExperimentConfig) -> float:
@@ -69,12 +107,14 @@ def plot_curves(metrics_path: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
-def validate(model: MTMLNet, cfg: ExperimentConfig, val_seeds, toy_cfg) -> dict:
-    """Mean AP / AP50 / AP25 of the model on the validation scenes."""
-    from mtml.eval.toy import evaluate_toy, model_segmenter
+def validate(model: MTMLNet, cfg: ExperimentConfig, val_scenes) -> dict:
+    """Mean AP / AP50 / AP25 of the model on the validation scenes (zero-argument Scene makers)."""
+    from mtml.eval.labels import class_set
+    from mtml.eval.scenes import evaluate_scenes, model_segmenter
 
     model.eval()
-    res = evaluate_toy(model_segmenter(model, cfg.cluster, cfg.data.voxel_size), val_seeds, toy_cfg, desc="val")
+    res = evaluate_scenes(model_segmenter(model, cfg.cluster, cfg.data.voxel_size), (make() for make in val_scenes),
+                          class_set(cfg.data.benchmark), cfg.data.val_min_region_size, desc="val")
     model.train()
     return {"ap": float(res.mean_ap), "ap50": float(res.mean_ap50), "ap25": float(res.mean_ap25)}
 
@@ -86,15 +126,18 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
     out_dir receives: config.yaml, metrics.jsonl (one JSON object per line), last.pt (every epoch),
     best.pt (best validation AP50), curves.png. With ``resume`` it continues after the last finished epoch.
     """
-    if cfg.data.kind != "toy":
-        raise InputError(None, f"data kind {cfg.data.kind!r} is not supported by mtml-train yet (only 'toy')")
+    if cfg.data.kind not in ("toy", "store"):
+        raise InputError(None, f"unknown data kind {cfg.data.kind!r} (toy or store)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
-    train_set, val_seeds, toy_cfg = toy_datasets(cfg)
+    train_set, val_scenes = toy_datasets(cfg) if cfg.data.kind == "toy" else store_datasets(cfg)
+    if cfg.cluster.class_sizes == "auto":
+        cfg.cluster.class_sizes = measure_class_sizes(train_set)
+        print(f"class size prior (median voxels per instance): {cfg.cluster.class_sizes}")
     model = MTMLNet(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     start_epoch, best_ap50, elapsed = 0, -1.0, 0.0
@@ -151,7 +194,7 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
         extra.update({"optimizer_state": opt.state_dict(), "torch_rng": torch.get_rng_state()})
         save_checkpoint(last, model, extra)  # before validation: a failed validation never costs an epoch
         if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
-            val = validate(model, cfg, val_seeds, toy_cfg)
+            val = validate(model, cfg, val_scenes)
             log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
             print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val AP50 {100 * val['ap50']:.1f}  ({elapsed:.0f} s)")
             if val["ap50"] > best_ap50:
@@ -165,7 +208,7 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
 
 def _checkpoint_extra(cfg: ExperimentConfig, epoch: int, best_ap50: float, seconds: float) -> dict:
     """What inference needs besides the weights: the experiment config (voxel size, clustering, classes)."""
-    from mtml.data.toy import TOY_CLASS_NAMES
+    from mtml.eval.labels import label_names
 
     return {"epoch": epoch, "best_ap50": best_ap50, "train_seconds": seconds, "experiment": cfg.to_dict(),
-            "class_names": {int(k): v for k, v in TOY_CLASS_NAMES.items()}}
+            "class_names": label_names(cfg.data.benchmark)}

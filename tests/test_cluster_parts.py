@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from mtml.cluster.components import connected_components, semantic_components, semantic_segments
 from mtml.cluster.nms import nms, pairwise_iou
@@ -47,3 +48,21 @@ def test_proposal_scores_prefer_coherent_direction_and_features():
     assert s["score"][0] > s["score"][2] and s["score"][1] > s["score"][2]
     no_dir = proposal_scores(props, xyz, emb, None, 0.5, 1)
     assert no_dir["direction"] is None and np.allclose(no_dir["score"], (no_dir["feature"] + no_dir["size"]) / 2)
+
+
+def test_class_size_prior_prefers_typical_sizes_and_is_measured_per_class():
+    from mtml.cluster.proposals import class_size_prior
+    from mtml.scene import VoxelGrid
+
+    grid = VoxelGrid(shape=(9, 1, 1), origin=np.zeros(3), voxel_size=0.1, coords=np.zeros((9, 3), dtype=np.int64),
+                     point_to_voxel=np.arange(9), labels=np.array([0, 1, 1, 1, 1, 2, 2, 2, 2]),
+                     instances=np.array([-1, 0, 0, 1, 1, 2, 2, 2, 2]))
+    assert class_size_prior([grid], stuff_classes=[0]) == {1: 2.0, 2: 4.0}
+    xyz = np.zeros((8, 3))
+    emb = np.zeros((8, 1))
+    props = [np.arange(4), np.arange(8), np.arange(2)]  # typical, merged pair (2x), fragment (1/2x)
+    s = proposal_scores(props, xyz, emb, None, 1.0, 1, labels=np.array([1, 1, 1]), class_sizes={1: 4.0})
+    assert s["size"][0] == 1.0 and s["size"][1] < 0.3 and s["size"][2] < 0.3
+    assert s["size"][1] == pytest.approx(s["size"][2])  # symmetric in ln(size)
+    unknown = proposal_scores(props, xyz, emb, None, 1.0, 1, labels=np.array([7, 7, 7]), class_sizes={1: 4.0})
+    assert np.all(unknown["size"] == 1.0)  # classes without statistics fall back to the plain size floor

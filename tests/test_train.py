@@ -54,3 +54,13 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.yaml" in err[0] and "unknown setting 'epochz'" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_auto_class_sizes_are_measured_and_stored(tiny_config, tmp_path):
+    tiny_config.cluster.class_sizes = "auto"
+    tiny_config.train.epochs = 1
+    last = train(tiny_config, tmp_path, progress=False)
+    _, state = load_checkpoint(last)
+    sizes = state["experiment"]["cluster"]["class_sizes"]
+    assert set(sizes) <= {1, 2, 3, 4, 5} and len(sizes) >= 2
+    assert all(v > 0 for v in sizes.values())

@@ -1,4 +1,4 @@
-"""``mtml-infer a.ply [b.ply ...] [--checkpoint CKPT] [--out DIR]``: instances of scans.
+"""``mtml-infer a.ply|SCAN_FOLDER [...] [--checkpoint CKPT] [--out DIR] [--scannet-export DIR]``: instances of scans.
 
 Every input is read and checked before anything is written, and each output file is written atomically,
 so bad input leaves no partial output behind.
@@ -26,6 +26,19 @@ def bundled_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
     return Path(str(resources.files("mtml") / "checkpoints" / name))
 
 
+def read_scan(path: str, benchmark: str, label_map: str | None = None):
+    """A Scene from a PLY file or a ScanNet scan folder (labels in the benchmark's ids)."""
+    import os
+
+    if os.path.isdir(path):
+        from mtml.io.scannet import read_scannet_scan
+
+        return read_scannet_scan(path, benchmark=benchmark, label_map=label_map)
+    from mtml.io.ply import read_ply
+
+    return read_ply(path)
+
+
 def write_demo_scene(out_dir: str, seed: int = 900) -> Path:
     """Write toy test scene ``seed`` (with ground-truth label and instance) as ``out_dir/toy_<seed>.ply``."""
     from mtml.data.toy import generate_scene
@@ -37,13 +50,18 @@ def write_demo_scene(out_dir: str, seed: int = 900) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="mtml-infer", description="Segment object instances in PLY scans.")
-    p.add_argument("inputs", nargs="*", help="PLY files with x y z and a per-vertex 'label' (semantic id)")
+    p.add_argument("inputs", nargs="*", help="PLY files with x y z and a per-vertex 'label' (semantic id), or "
+                                             "ScanNet scan folders (<scene>_vh_clean_2.ply + segs + aggregation)")
     p.add_argument("--demo", action="store_true",
                    help="write a synthetic toy test scene (seed 900) to --out as PLY and segment it")
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: the bundled {DEFAULT_CHECKPOINT})")
     p.add_argument("--out", default="mtml_out", help="output folder (default: mtml_out)")
     p.add_argument("--max-memory-gb", type=float, default=8.0,
                    help="refuse scenes whose dense grid would need more memory than this (default 8)")
+    p.add_argument("--scannet-export", default=None, metavar="DIR",
+                   help="also write predictions in the ScanNet instance benchmark layout (DIR/<scene>.txt + pred_mask/)")
+    p.add_argument("--label-map", default=None, help="scannetv2-labels.combined.tsv for scan folders "
+                                                    "(default: found in the folder or its parent)")
     p.add_argument("--no-picture", action="store_true", help="do not write <name>_instances.png (top view)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
@@ -55,7 +73,7 @@ def main(argv=None) -> int:
     from mtml.data.voxelize import voxelize
     from mtml.infer import segment_grid
     from mtml.io.instances import write_instance_outputs, write_instance_picture
-    from mtml.io.ply import read_ply
+    from mtml.data.dataset import label_channels
     from mtml.model.model import inference_bytes_per_voxel, load_checkpoint
 
     ckpt = args.checkpoint or bundled_checkpoint()
@@ -69,16 +87,13 @@ def main(argv=None) -> int:
     inputs = list(args.inputs)
     if args.demo:
         inputs.append(str(write_demo_scene(args.out)))
-    scenes = [read_ply(path) for path in inputs]
+    scenes = [read_scan(path, exp.data.benchmark, args.label_map) for path in inputs]
     grids, voxelize_s = [], []
     for scene in scenes:  # every input is checked (labels, grid size) before any output is written
         if scene.labels is None:
             raise InputError(scene.source, "no 'label' vertex property: this model needs per-point semantic labels "
                                            "as input (a semantic head that predicts them is planned)")
-        bad = (scene.labels < 0) | (scene.labels >= model.cfg.num_classes)
-        if bad.any():
-            raise InputError(scene.source, f"{int(bad.sum())} points have a 'label' outside 0..{model.cfg.num_classes - 1}, "
-                                           f"the classes this model knows (e.g. {int(scene.labels[bad][0])})")
+        label_channels(scene.labels, model.cfg.channel_ids(), scene.source)  # InputError on unknown labels
         t0 = time.perf_counter()
         grids.append(voxelize(scene, exp.data.voxel_size, max_voxels=max_voxels))
         voxelize_s.append(time.perf_counter() - t0)
@@ -97,6 +112,11 @@ def main(argv=None) -> int:
                                                      scene.labels, res.instances.labels, res.instances.scores,
                                                      class_names, meta)
         n = len(np.unique(point_instance[point_instance >= 0]))
+        if args.scannet_export:
+            from mtml.io.benchmark import write_scene_predictions
+
+            write_scene_predictions(args.scannet_export, scene.name, res.instances.point_masks(res.grid, scene.labels),
+                                    res.instances.labels, res.instances.scores)
         if not args.no_picture:
             write_instance_picture(Path(args.out) / f"{scene.name}_instances.png", scene.points, point_instance,
                                    f"{scene.name}: {n} instances (top view)")

@@ -15,12 +15,16 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True, help="experiment YAML (see configs/)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from these weights (fine-tuning; optimizer and schedule start fresh)")
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--threads", type=int, default=None, help="override train.num_threads")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config setting, e.g. --set data.store=scannet_train.h5 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     if args.seed is not None:
         cfg.train.seed = args.seed
     if args.epochs is not None:
@@ -31,7 +35,7 @@ def main(argv=None) -> int:
     from mtml.train import train
 
     t0 = time.perf_counter()
-    last = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    last = train(cfg, out, resume=args.resume, progress=not args.no_progress, init_checkpoint=args.init)
     print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint {last}; metrics {out}/metrics.jsonl")
     return 0
 

@@ -23,6 +23,11 @@ class ClusterConfig:
     min_voxels: int = 4
     size_prior_voxels: int = 20
     nms_iou: float = 0.3
+    score_weights: Sequence[float] = (1.0, 1.0, 1.0)  # direction, feature, size terms of the proposal score
+    # label -> typical instance voxels (empty: a plain size floor); "auto": mtml-train measures it on its
+    # training scenes (median per class) and stores the numbers in the checkpoint
+    class_sizes: dict | str = field(default_factory=dict)
+    size_sigma: float = 0.4  # width of the class size prior, in ln units
     exclusive: bool = True
     use_direction: bool = True
     stuff_classes: Sequence[int] = (0,)
@@ -110,9 +115,14 @@ def segment_instances(grid: VoxelGrid, embedding: np.ndarray, direction: np.ndar
     coords = grid.coords[things]
     proposals = mean_shift_proposals(coords, grid.labels[things], embedding[things], cfg.bandwidths, cfg.min_voxels)
     use_dir = direction if (cfg.use_direction and direction is not None) else None
+    proposal_labels = None
+    if cfg.class_sizes and proposals:
+        owner = np.repeat(np.arange(len(proposals)), [len(p) for p in proposals])
+        proposal_labels = majority_per_group(owner, grid.labels[things][np.concatenate(proposals)], len(proposals))
     scores = proposal_scores(
         proposals, coords.astype(np.float64), embedding[things],
         None if use_dir is None else use_dir[things], cfg.feature_threshold, cfg.size_prior_voxels,
+        cfg.score_weights, proposal_labels, {int(k): v for k, v in cfg.class_sizes.items()}, cfg.size_sigma,
     )["score"]
     masks = [things[p] for p in proposals]
     return _finalise(masks, scores, grid.labels, cfg, grid.num_voxels)

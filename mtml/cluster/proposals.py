@@ -3,11 +3,26 @@ and their score (direction coherency + feature coherency + size prior), all vect
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from mtml.cluster.components import connected_components
+
+
+def class_size_prior(grids: Iterable, stuff_classes: Sequence[int]) -> dict:
+    """Median voxel count of the instances of each thing class over ground-truth grids: label -> voxels.
+
+    grids: VoxelGrids with ``labels`` and ``instances``. Used by ``proposal_scores`` as the typical size.
+    """
+    counts: dict = {}
+    for grid in grids:
+        keep = (grid.instances >= 0) & ~np.isin(grid.labels, np.asarray(stuff_classes))
+        inst, n = np.unique(grid.instances[keep], return_counts=True)
+        for i, c in zip(inst, n):
+            label = int(np.bincount(grid.labels[keep][grid.instances[keep] == i]).argmax())
+            counts.setdefault(label, []).append(int(c))
+    return {label: float(np.median(v)) for label, v in sorted(counts.items())}
 
 
 def mean_shift_proposals(
@@ -53,13 +68,20 @@ def proposal_scores(
     direction: np.ndarray | None,
     feature_threshold: float,
     size_prior_voxels: int,
+    weights: Sequence[float] = (1.0, 1.0, 1.0),
+    labels: np.ndarray | None = None,
+    class_sizes: Mapping[int, float] | None = None,
+    size_sigma: float = 0.4,
 ) -> dict:
     """Score each proposal; every term lies in [0, 1].
 
     direction: mean of (1 + cos) / 2 between the predicted direction [M, 3] and the voxel -> proposal-centre
                vector (skipped when ``direction`` is None, e.g. for a feature-embedding-only model).
     feature:   share of the proposal's embeddings within ``feature_threshold`` of their mean.
-    size:      min(1, size / size_prior_voxels): tiny fragments score low.
+    size:      min(1, size / size_prior_voxels): tiny fragments score low; or, with ``class_sizes`` (label -> typical
+               voxel count) and ``labels`` int64 [P] (each proposal's label), exp(-(ln(size / typical))^2 /
+               (2 size_sigma^2)): fragments and merged neighbours (twice the typical size) both score low.
+    The score is the weighted mean of the terms (``weights``: direction, feature, size).
     Returns {"score": [P], "direction": [P] or None, "feature": [P], "size": [P]} float64 arrays.
     """
     if not proposals:
@@ -77,7 +99,11 @@ def proposal_scores(
     within = np.linalg.norm(emb - emb_mean[owner], axis=1) <= feature_threshold
     feature = np.bincount(owner, within.astype(np.float64), len(proposals)) / sizes
     size = np.minimum(1.0, sizes / float(size_prior_voxels))
-    terms = [feature, size]
+    if class_sizes and labels is not None:
+        typical = np.asarray([class_sizes.get(int(lab), np.nan) for lab in labels], dtype=np.float64)
+        known = np.isfinite(typical)
+        size[known] = np.exp(-0.5 * (np.log(sizes[known] / typical[known]) / size_sigma) ** 2)
+    terms, term_weights = [feature, size], list(weights[1:])
     dir_score = None
     if direction is not None:
         xyz = voxel_xyz[rows].astype(np.float64)
@@ -88,4 +114,6 @@ def proposal_scores(
         cos = (pred * to_center).sum(axis=1)
         dir_score = np.bincount(owner, (1.0 + cos) / 2.0, len(proposals)) / sizes
         terms.insert(0, dir_score)
-    return {"score": np.mean(terms, axis=0), "direction": dir_score, "feature": feature, "size": size}
+        term_weights.insert(0, weights[0])
+    score = np.average(np.stack(terms), axis=0, weights=np.asarray(term_weights, dtype=np.float64))
+    return {"score": score, "direction": dir_score, "feature": feature, "size": size}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -19,23 +20,35 @@ def padded_shape(shape: Sequence[int], multiple: int = 2) -> tuple:
     return tuple(int(-(-s // multiple) * multiple) for s in shape)
 
 
-def onehot_input(grid: VoxelGrid, num_classes: int, shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+def label_channels(labels: np.ndarray, class_ids: Sequence[int], source: Optional[str] = None) -> np.ndarray:
+    """Input channel of each semantic label: the label's position in ``class_ids`` (int64, same shape).
+
+    InputError (naming ``source``) for labels that are not in ``class_ids``.
+    """
+    ids = np.asarray(class_ids, dtype=np.int64)
+    order = np.argsort(ids)
+    pos = np.clip(np.searchsorted(ids[order], labels), 0, len(ids) - 1)
+    known = ids[order][pos] == labels
+    if not known.all():
+        raise InputError(source, f"{int((~known).sum())} labels are not classes this model knows "
+                                 f"(e.g. {np.unique(labels[~known])[:5].tolist()}; known: {ids.tolist()[:12]}...)")
+    return order[pos]
+
+
+def onehot_input(grid: VoxelGrid, num_classes: int, shape: Optional[Sequence[int]] = None,
+                 class_ids: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Dense one-hot semantic input [num_classes, X, Y, Z] (float32); empty voxels are all-zero.
 
-    grid.labels must hold ids in [0, num_classes). ``shape`` (>= grid.shape) pads the grid.
+    grid.labels hold label ids; channel c is the label ``class_ids[c]`` (default: label c, for
+    ids 0 .. num_classes-1). ``shape`` (>= grid.shape) pads the grid.
     """
     if grid.labels is None:
         raise InputError(None, "this model needs semantic labels as input (a 'label' vertex property)")
-    labels = grid.labels
-    bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
-        raise InputError(
-            None, f"semantic labels must be in [0, {num_classes - 1}] for this model; found {np.unique(labels[bad])[:5]}"
-        )
+    channels = label_channels(grid.labels, class_ids if class_ids else range(num_classes))
     shape = padded_shape(grid.shape) if shape is None else tuple(shape)
     x = torch.zeros((num_classes, *shape), dtype=torch.float32)
     c = torch.from_numpy(grid.coords)
-    x[torch.from_numpy(labels), c[:, 0], c[:, 1], c[:, 2]] = 1.0
+    x[torch.from_numpy(channels), c[:, 0], c[:, 1], c[:, 2]] = 1.0
     return x
 
 
@@ -65,11 +78,12 @@ class Sample:
     grid: VoxelGrid
 
 
-def make_sample(grid: VoxelGrid, num_classes: int, stuff_classes: Sequence[int], shape=None) -> Sample:
+def make_sample(grid: VoxelGrid, num_classes: int, stuff_classes: Sequence[int], shape=None,
+                class_ids: Optional[Sequence[int]] = None) -> Sample:
     """Build the network input and the loss targets of one voxel grid (see ``Sample``)."""
     rows, index, k = instance_targets(grid, stuff_classes)
     return Sample(
-        inputs=onehot_input(grid, num_classes, shape),
+        inputs=onehot_input(grid, num_classes, shape, class_ids),
         coords=torch.from_numpy(grid.coords),
         rows=torch.from_numpy(rows),
         instance_index=torch.from_numpy(index),
@@ -87,7 +101,7 @@ class SceneSampleSet(torch.utils.data.Dataset):
     """
 
     def __init__(self, keys, make_scene, num_classes, stuff_classes, voxel_size=0.1,
-                 augment_seed: Optional[int] = None, grid_shape=None):
+                 augment_seed: Optional[int] = None, grid_shape=None, class_ids: Optional[Sequence[int]] = None):
         self.keys = list(keys)
         self.make_scene = make_scene
         self.num_classes = num_classes
@@ -95,6 +109,7 @@ class SceneSampleSet(torch.utils.data.Dataset):
         self.voxel_size = voxel_size
         self.augment_seed = augment_seed
         self.grid_shape = grid_shape
+        self.class_ids = class_ids
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -104,7 +119,9 @@ class SceneSampleSet(torch.utils.data.Dataset):
         """The i-th scene, augmented when the set augments."""
         scene = self.make_scene(self.keys[i])
         if self.augment_seed is not None:
-            rng = np.random.default_rng([self.augment_seed, int(self.keys[i]), self.epoch])
+            key = self.keys[i]
+            key = key if isinstance(key, (int, np.integer)) else zlib.crc32(str(key).encode())  # stable across runs
+            rng = np.random.default_rng([self.augment_seed, int(key), self.epoch])
             scene = Scene(points=augment_points(scene.points, rng, self.voxel_size), labels=scene.labels,
                           instances=scene.instances, colors=scene.colors, name=scene.name, source=scene.source)
         return scene
@@ -114,4 +131,4 @@ class SceneSampleSet(torch.utils.data.Dataset):
         shape = self.grid_shape
         if shape is not None:
             shape = tuple(max(a, b) for a, b in zip(padded_shape(grid.shape), shape))
-        return make_sample(grid, self.num_classes, self.stuff_classes, shape)
+        return make_sample(grid, self.num_classes, self.stuff_classes, shape, self.class_ids)

@@ -93,3 +93,11 @@ def voxelize(
         instances=instances,
         colors=colors,
     )
+
+
+def grid_to_scene(grid: VoxelGrid, name: str = "grid", source: str = "") -> Scene:
+    """The occupied voxels as a point cloud: one point at each voxel centre (metres), with the voxel's label,
+    instance and colour. Re-voxelising it at ``grid.voxel_size`` from ``grid.origin`` gives the same grid."""
+    points = ((grid.coords + 0.5) * grid.voxel_size + grid.origin).astype(np.float32)
+    colors = None if grid.colors is None else np.round(grid.colors * 255).clip(0, 255).astype(np.uint8)
+    return Scene(points=points, colors=colors, labels=grid.labels, instances=grid.instances, name=name, source=source)

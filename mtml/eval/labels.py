@@ -115,3 +115,18 @@ def class_set(name: str) -> ClassSet:
     except KeyError:
         raise InputError(None, f"unknown class set {name!r} (known: {', '.join(_REGISTRY)})") from None
     return factory()
+
+
+def label_names(benchmark: str) -> dict[int, str]:
+    """Every semantic label id of a benchmark -> its name, stuff classes and 0 ("unlabeled") included.
+
+    benchmark: "toy", "scannet20" or "scannet200".
+    """
+    if benchmark == "toy":
+        from mtml.data.toy import TOY_CLASS_NAMES
+
+        return dict(TOY_CLASS_NAMES)
+    if benchmark in ("scannet20", "scannet200"):
+        data = scannet_label_data()[benchmark]
+        return {0: "unlabeled", **{int(i): str(n) for i, n in zip(data["ids"], data["names"])}}
+    raise InputError(None, f"unknown benchmark {benchmark!r} (toy, scannet20, scannet200)")

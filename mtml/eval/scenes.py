@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
+from mtml.cluster.pipeline import ClusterConfig, Instances, baseline_instances
+from mtml.data.voxelize import voxelize
 from mtml.eval.instance_ap import InstanceAPResult, ScenePredictions, evaluate_instances
-from mtml.scene import Scene
+from mtml.eval.labels import ClassSet
+from mtml.scene import Scene, VoxelGrid
+
+Segmenter = Callable[[Scene], tuple[VoxelGrid, Instances]]
+"""A method under evaluation: Scene -> (its voxel grid, instances over the grid's voxels)."""
 
 
 def scene_gt_ids(scene: Scene, thing_classes: Sequence[int]) -> np.ndarray:
@@ -25,8 +32,36 @@ def point_predictions(masks: np.ndarray, labels: np.ndarray, scores: np.ndarray)
                             scores=np.asarray(scores, dtype=np.float64))
 
 
-def evaluate_point_predictions(pairs: Iterable[tuple[Scene, ScenePredictions]], class_ids: Sequence[int],
-                               class_names: Sequence[str], min_region_size: int = 100) -> InstanceAPResult:
-    """AP / AP50 / AP25 over scenes whose ground truth is in the Scene's labels/instances."""
-    return evaluate_instances(((scene_gt_ids(s, class_ids), p) for s, p in pairs), class_ids, class_names,
-                              min_region_size=min_region_size)
+def model_segmenter(model, cluster_cfg: ClusterConfig, voxel_size: float) -> Segmenter:
+    """Segmenter running the MTML network and post-processing."""
+    from mtml.infer import segment_scene
+
+    def run(scene: Scene):
+        res = segment_scene(model, scene, cluster_cfg, voxel_size)
+        return res.grid, res.instances
+
+    return run
+
+
+def baseline_segmenter(method: str, voxel_size: float, thing_classes: Sequence[int]) -> Segmenter:
+    """Segmenter for "connected_components" or "segment_as_instance" on the scene's semantic labels."""
+
+    def run(scene: Scene):
+        grid = voxelize(scene, voxel_size)
+        return grid, baseline_instances(grid, method, thing_classes)
+
+    return run
+
+
+def evaluate_scenes(segment: Segmenter, scenes: Iterable[Scene], classes: ClassSet, min_region_size: int = 100,
+                    progress: bool = True, desc: str = "eval", total: Optional[int] = None) -> InstanceAPResult:
+    """AP / AP50 / AP25 of ``segment`` over scenes whose ground truth is in their labels/instances (ScanNet's
+    rules at the points; a point joins an instance only if its own label is the instance's label)."""
+
+    def pairs():
+        for scene in tqdm(scenes, desc=desc, disable=not progress, leave=False, total=total):
+            grid, inst = segment(scene)
+            yield scene_gt_ids(scene, classes.ids), point_predictions(inst.point_masks(grid, scene.labels),
+                                                                      inst.labels, inst.scores)
+
+    return evaluate_instances(pairs(), classes.ids, classes.names, min_region_size=min_region_size)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, ToySceneConfig
-from mtml.eval.toy import Segmenter, baseline_segmenter, evaluate_toy, model_segmenter
+from mtml.eval.scenes import Segmenter, baseline_segmenter, model_segmenter
+from mtml.eval.toy import evaluate_toy
 
 # AP50 (%) per class (small cube, long box, flat box, cabinet, pillar) from the paper's Table 1.
 PAPER_TABLE1 = {
@@ -59,7 +60,7 @@ def evaluate_methods(segmenters: dict, seeds: Sequence[int], toy_cfg: Optional[T
 
 def default_segmenters(multi_task: Optional[str], fe_only: Optional[str], voxel_size: float = 0.1) -> dict:
     """CC baseline + whichever of the two trained models are given (checkpoint paths)."""
-    segs = {"connected_components": baseline_segmenter("connected_components", voxel_size)}
+    segs = {"connected_components": baseline_segmenter("connected_components", voxel_size, TOY_INSTANCE_CLASS_IDS)}
     if fe_only:
         segs["fe_only"] = checkpoint_segmenter(fe_only)
     if multi_task:

@@ -19,12 +19,18 @@ from mtml.model.heads import PointwiseHead
 class ModelConfig:
     """What a checkpoint needs to rebuild the network.
 
-    num_classes: semantic classes of the one-hot input (class ids 0 .. num_classes-1).
+    num_classes: semantic classes of the one-hot input.
+    class_ids: the semantic label id of each input channel, in channel order (empty: ids 0 .. num_classes-1).
     embedding_dim: size of the metric feature embedding (4 in the paper).
     """
 
     num_classes: int = 6
     embedding_dim: int = 4
+    class_ids: list = field(default_factory=list)
+
+    def channel_ids(self) -> list:
+        """The label id of each input channel."""
+        return list(self.class_ids) if self.class_ids else list(range(self.num_classes))
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
     @staticmethod
@@ -44,6 +50,8 @@ class MTMLNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if cfg.class_ids and len(cfg.class_ids) != cfg.num_classes:
+            raise ValueError(f"class_ids has {len(cfg.class_ids)} ids but num_classes is {cfg.num_classes}")
         self.cfg = cfg
         bb_cfg = BackboneConfig(**{**asdict(cfg.backbone), "in_channels": cfg.num_classes})
         self.cfg.backbone = bb_cfg
