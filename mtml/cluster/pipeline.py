@@ -19,6 +19,7 @@ class ClusterConfig:
     """Post-processing settings (embedding units are those of the discriminative loss)."""
 
     bandwidths: Sequence[float] = (0.6, 1.0, 1.5)
+    seeds: str = "bins"  # mean-shift seeds: "bins" (one per occupied bandwidth cell) or "all" (every voxel)
     feature_threshold: float = 1.0
     min_voxels: int = 4
     size_prior_voxels: int = 20
@@ -113,7 +114,8 @@ def segment_instances(grid: VoxelGrid, embedding: np.ndarray, direction: np.ndar
     """
     things = np.nonzero(~np.isin(grid.labels, np.asarray(cfg.stuff_classes)))[0]
     coords = grid.coords[things]
-    proposals = mean_shift_proposals(coords, grid.labels[things], embedding[things], cfg.bandwidths, cfg.min_voxels)
+    proposals = mean_shift_proposals(coords, grid.labels[things], embedding[things], cfg.bandwidths, cfg.min_voxels,
+                                     cfg.seeds)
     use_dir = direction if (cfg.use_direction and direction is not None) else None
     proposal_labels = None
     if cfg.class_sizes and proposals:

@@ -31,12 +31,14 @@ def mean_shift_proposals(
     embedding: np.ndarray,
     bandwidths: Sequence[float],
     min_voxels: int,
+    seeds: str = "bins",
 ) -> list[np.ndarray]:
     """Mean-shift clusters of ``embedding`` at each bandwidth, each split into spatially connected pieces of
     one semantic label. Identical voxel sets found at several bandwidths are kept once.
 
     coords int64 [M, 3], labels int64 [M], embedding float32 [M, D]. Returns int64 row arrays into the M voxels,
-    each with at least ``min_voxels`` voxels.
+    each with at least ``min_voxels`` voxels. ``seeds``: "bins" (one mean-shift seed per occupied bandwidth cell,
+    several times faster) or "all" (every voxel a seed).
     """
     from mtml.cluster.meanshift import mean_shift  # the one place the pipeline calls mean-shift
 
@@ -45,7 +47,7 @@ def mean_shift_proposals(
         return proposals
     label_ids, label_index = np.unique(labels, return_inverse=True)
     for bw in bandwidths:
-        cluster, _ = mean_shift(embedding, float(bw))
+        cluster, _ = mean_shift(embedding, float(bw), seeds="bins" if seeds == "bins" else None)
         cluster = np.asarray(cluster.cpu() if hasattr(cluster, "cpu") else cluster, dtype=np.int64)
         comp = connected_components(coords, cluster * len(label_ids) + label_index)
         order = np.argsort(comp, kind="stable")
