@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from mtml.errors import InputError
 
@@ -19,3 +20,15 @@ def run_command(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[S
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def subcommand_main(prog: str, description: str, adders: Iterable[Callable], argv: Optional[Sequence[str]],
+                    metavar: str = "COMMAND") -> int:
+    """Build a parser with one subparser per ``adders`` entry (each adds its subparser and sets ``handler``),
+    parse ``argv`` and run the chosen handler; returns its exit status."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    subparsers = parser.add_subparsers(dest="command", metavar=metavar, required=True)
+    for add in adders:
+        add(subparsers)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))

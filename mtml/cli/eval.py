@@ -10,7 +10,7 @@ Subcommands:
 * ``mtml-eval instances --gt A.ply [B.ply ...] --pred-dir D --output-file F [--classes toy]``: ``mtml-infer``
   outputs (``D/<name>_instances.ply`` + ``.json``) against ground-truth PLYs with ``label`` and ``instance``.
 
-A new subcommand adds an ``_add_<name>_parser(subparsers)`` (registered in ``build_parser``) whose handler builds its
+A new subcommand adds an ``_add_<name>_parser(subparsers)`` (listed in ``SUBCOMMANDS``) whose handler builds its
 scenes and class set and calls ``evaluate_and_report``.
 """
 
@@ -24,7 +24,7 @@ from typing import TextIO
 
 import numpy as np
 
-from mtml.cli import run_command
+from mtml.cli import run_command, subcommand_main
 from mtml.eval.instance_ap import InstanceAPResult, ScenePredictions, evaluate_instances
 from mtml.errors import InputError
 from mtml.eval.labels import ClassSet, class_set
@@ -144,20 +144,10 @@ def _add_instances_parser(subparsers: argparse._SubParsersAction) -> None:
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_scannet_parser, _add_instances_parser]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``mtml-eval`` argument parser with one subparser per entry of ``SUBCOMMANDS``."""
-    parser = argparse.ArgumentParser(prog="mtml-eval", description="Instance-segmentation AP (ScanNet rules).")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in SUBCOMMANDS:
-        add(subparsers)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the subcommand; returns the exit status.
     Bad input raises InputError (``run_command`` turns it into one line and status 2)."""
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    return subcommand_main("mtml-eval", "Instance-segmentation AP (ScanNet rules).", SUBCOMMANDS, argv)
 
 
 def entry() -> None:

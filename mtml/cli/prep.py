@@ -15,7 +15,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from mtml.cli import run_command
+from mtml.cli import run_command, subcommand_main
 
 
 def _positive_float(text: str) -> float:
@@ -78,19 +78,11 @@ def _add_scannet_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_scannet)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``mtml-prep`` argument parser (one subparser per dataset)."""
-    parser = argparse.ArgumentParser(prog="mtml-prep", description="Prepare datasets as HDF5 voxel stores.")
-    subparsers = parser.add_subparsers(dest="command", metavar="DATASET", required=True)
-    _add_scannet_parser(subparsers)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the subcommand; returns the exit status.
     Bad input raises InputError (``run_command`` turns it into one line and status 2)."""
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    return subcommand_main("mtml-prep", "Prepare datasets as HDF5 voxel stores.", [_add_scannet_parser], argv,
+                           metavar="DATASET")
 
 
 def entry() -> None:
