@@ -14,15 +14,12 @@ def connected_components(coords: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Split voxels into spatially connected pieces, never joining voxels of different groups.
 
     coords: int64 [M, 3] voxel indices (unique); groups: int64 [M] group of each voxel (e.g. a cluster id
-    combined with the semantic label). Returns int64 [M] component ids in [0, C), dense, ordered by first
-    appearance of (group, component). Two voxels share a component iff they are in the same group and
+    combined with the semantic label). Returns int64 [M] component ids in [0, C), dense, numbered group by
+    group (in sorted group order). Two voxels share a component iff they are in the same group and
     linked by a chain of 26-neighbours of that group.
     """
     if len(coords) == 0:
         return np.zeros(0, dtype=np.int64)
-    lo = coords.min(axis=0)
-    local = coords - lo
-    shape = tuple(local.max(axis=0) + 1)
     out = np.empty(len(coords), dtype=np.int64)
     next_id = 0
     group_ids, inverse = np.unique(groups, return_inverse=True)
@@ -30,15 +27,13 @@ def connected_components(coords: np.ndarray, groups: np.ndarray) -> np.ndarray:
     bounds = np.searchsorted(inverse[order], np.arange(len(group_ids) + 1))
     for g in range(len(group_ids)):
         rows = order[bounds[g]:bounds[g + 1]]
-        c = local[rows]
-        sub_lo = c.min(axis=0)
-        c = c - sub_lo
+        c = coords[rows]
+        c = c - c.min(axis=0)
         mask = np.zeros(tuple(c.max(axis=0) + 1), dtype=bool)
         mask[c[:, 0], c[:, 1], c[:, 2]] = True
         labelled, n = ndimage.label(mask, structure=_FULL_3x3x3)
         out[rows] = labelled[c[:, 0], c[:, 1], c[:, 2]] - 1 + next_id
         next_id += n
-    del shape
     return out
 
 
