@@ -32,3 +32,18 @@ def subcommand_main(prog: str, description: str, adders: Iterable[Callable], arg
         add(subparsers)
     args = parser.parse_args(argv)
     return int(args.handler(args))
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` that accepts integers >= ``minimum`` and explains what is wrong otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse

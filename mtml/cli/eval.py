@@ -24,7 +24,7 @@ from typing import TextIO
 
 import numpy as np
 
-from mtml.cli import run_command, subcommand_main
+from mtml.cli import int_at_least, run_command, subcommand_main
 from mtml.eval.instance_ap import InstanceAPResult, ScenePredictions, evaluate_instances
 from mtml.errors import InputError
 from mtml.eval.labels import ClassSet, class_set
@@ -50,18 +50,8 @@ def evaluate_and_report(
     return result
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _add_min_region_size(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-region-size", type=_non_negative_int, default=100,
+    p.add_argument("--min-region-size", type=int_at_least(0), default=100,
                    help="minimum vertices (points) of gt instances and predictions (default: 100)")
 
 

@@ -15,7 +15,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from mtml.cli import run_command, subcommand_main
+from mtml.cli import int_at_least, run_command, subcommand_main
 
 
 def _positive_float(text: str) -> float:
@@ -25,16 +25,6 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
@@ -71,7 +61,7 @@ def _add_scannet_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--voxel-size", type=_positive_float, default=0.1, help="voxel edge in metres (default: 0.1)")
     p.add_argument("--label-map", default=None,
                    help="scannetv2-labels.combined.tsv (default: found in the first scan folder, ROOT or ROOT/..)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N scans (sorted by name)")
+    p.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N scans (sorted by name)")
     p.add_argument("--point-map", action="store_true", help="also store each scan's vertex -> voxel map")
     p.add_argument("--overwrite", action="store_true", help="rebuild from scratch instead of continuing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
