@@ -17,7 +17,7 @@ from mtml.data.dataset import make_sample
 from mtml.data.toy import generate_scene
 from mtml.data.voxelize import voxelize
 from mtml.infer import predict_voxels
-from mtml.losses.mtml import mtml_loss
+from mtml.train import training_loss
 from mtml.cli.infer import bundled_checkpoint
 from mtml.model.model import load_checkpoint
 
@@ -57,16 +57,12 @@ def test_reference_matmul(benchmark):
 
 def test_train_step(benchmark, toy):
     cfg, scene, grid, model = toy
-    sample = make_sample(grid, cfg.model.num_classes, cfg.data.stuff_classes)
+    sample = make_sample(grid, cfg.model, cfg.data.stuff_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
     model.train()
 
     def step():
-        out = model(sample.inputs[None])
-        c = sample.coords[sample.rows]
-        emb = out["embedding"][0][:, c[:, 0], c[:, 1], c[:, 2]].T
-        direc = out["direction"][0][:, c[:, 0], c[:, 1], c[:, 2]].T
-        loss = mtml_loss(emb, direc, c.float(), sample.instance_index, sample.num_instances, cfg.loss)["loss"]
+        loss = training_loss(model, sample, cfg)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -85,8 +81,8 @@ def test_inference_network(benchmark, toy):
 def test_inference_postprocessing(benchmark, toy):
     cfg, scene, grid, model = toy
     model.eval()
-    emb, direc = predict_voxels(model, grid)
-    benchmark.pedantic(lambda: segment_instances(grid, emb, direc, cfg.cluster), rounds=10, warmup_rounds=1)
+    pred = predict_voxels(model, grid)
+    benchmark.pedantic(lambda: segment_instances(grid, pred.embedding, pred.direction, cfg.cluster), rounds=10, warmup_rounds=1)
     _record(benchmark, "postprocessing")
     if "network" in _REF:
         benchmark.extra_info["share_of_inference"] = _REF["postprocessing"] / (_REF["postprocessing"] + _REF["network"])

@@ -24,6 +24,10 @@ class DataConfig:
                   ``mtml.data.toy.ToySceneConfig``; val_scenes come from seeds after the benchmark's 1000.
     kind "store": voxel grids in an HDF5 store written by ``mtml-prep`` (``store``; validation on
                   ``val_store``, or on the last ``val_scenes`` scenes of ``store`` when it is empty).
+    kind "longtail": the long-tail synthetic benchmark (``mtml.data.longtail``); ``longtail`` overrides fields
+                  of its LongtailSceneConfig.
+    rare_instances: tail-class instances inserted into each training scene (rare-class instance sampling).
+    semantic_ignore: labels the semantic loss and metrics skip (ScanNet's 0, "unlabeled").
     benchmark:    the class set validation reports (toy, scannet20, scannet200).
     val_min_region_size: smallest ground-truth instance that counts in validation (points, or voxels for stores).
     """
@@ -33,6 +37,9 @@ class DataConfig:
     train_scenes: int = 900
     val_scenes: int = 50
     toy: dict = field(default_factory=dict)
+    longtail: dict = field(default_factory=dict)
+    rare_instances: int = 0
+    semantic_ignore: list = field(default_factory=list)
     stuff_classes: list = field(default_factory=lambda: [0])
     store: str = ""
     val_store: str = ""
@@ -51,6 +58,8 @@ class TrainConfig:
     num_threads: int = 0  # 0: torch's default
     max_steps_per_epoch: Optional[int] = None  # cap, for smoke tests
     log_every: int = 50
+    select_by: str = "ap50"  # validation score that picks best.pt: "ap50", "miou" or "both" (their mean)
+    classifier_init: str = "anchors"  # semantic head prototypes: "anchors" (text features) or "random" (scratch)
 
 
 @dataclass

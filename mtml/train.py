@@ -19,10 +19,18 @@ from mtml.config import ExperimentConfig
 from mtml.data.dataset import SceneSampleSet
 from mtml.errors import InputError
 from mtml.io.atomic import atomic_path, atomic_write_text
-from mtml.losses.mtml import mtml_loss
+from mtml.losses.focal import class_balanced_alpha
+from mtml.losses.mtml import total_loss
 from mtml.model.model import MTMLNet, load_checkpoint, save_checkpoint
 
 VAL_SEED_START = 100_000  # validation scenes: seeds far from the benchmark's 0..999
+
+
+def _sample_set(cfg: ExperimentConfig, keys, make_scene, scene_transform=None) -> SceneSampleSet:
+    """The augmented training set over ``keys`` (scenes from ``make_scene(key)``) for this experiment."""
+    return SceneSampleSet(keys, make_scene, cfg.model, cfg.data.stuff_classes, cfg.data.voxel_size,
+                          augment_seed=cfg.train.seed, scene_transform=scene_transform,
+                          ignore_labels=cfg.data.semantic_ignore)
 
 
 def toy_datasets(cfg: ExperimentConfig):
@@ -32,11 +40,38 @@ def toy_datasets(cfg: ExperimentConfig):
 
     toy_cfg = ToySceneConfig(**cfg.data.toy)
     train_seeds = toy_scene_seeds("train")[: cfg.data.train_scenes]
-    train = SceneSampleSet(train_seeds, partial(generate_scene, config=toy_cfg), cfg.model.num_classes,
-                           cfg.data.stuff_classes, cfg.data.voxel_size, augment_seed=cfg.train.seed,
-                           class_ids=cfg.model.class_ids)
+    train = _sample_set(cfg, train_seeds, partial(generate_scene, config=toy_cfg))
     val = [partial(generate_scene, s, toy_cfg) for s in range(VAL_SEED_START, VAL_SEED_START + cfg.data.val_scenes)]
     return train, val
+
+
+def longtail_datasets(cfg: ExperimentConfig):
+    """(train set, validation scene makers) of the long-tail benchmark (``mtml.data.longtail``), with
+    rare-class instance sampling when ``data.rare_instances`` > 0."""
+    from mtml.data.longtail import LongtailSceneConfig, generate_longtail_scene, longtail_scene_seeds
+
+    lt_cfg = LongtailSceneConfig(**cfg.data.longtail)
+    make = partial(generate_longtail_scene, config=lt_cfg)
+    seeds = longtail_scene_seeds("train")[: cfg.data.train_scenes]
+    transform = rare_sampling_transform(cfg, [make(s) for s in seeds]) if cfg.data.rare_instances else None
+    train = _sample_set(cfg, seeds, make, transform)
+    return train, [partial(make, s) for s in longtail_scene_seeds("val")[: cfg.data.val_scenes]]
+
+
+def rare_sampling_transform(cfg: ExperimentConfig, scenes):
+    """scene_transform inserting ``data.rare_instances`` instances of the benchmark's tail classes (seeds/001:
+    instances of the least frequent third of the classes) from ``scenes`` into each training scene."""
+    from mtml.data.longtail import class_frequency_splits
+    from mtml.data.rare_sampling import InstanceBank, insert_rare_instances
+
+    ids, counts = np.unique(np.concatenate([s.labels for s in scenes]), return_counts=True)
+    splits = class_frequency_splits({int(i): int(n) for i, n in zip(ids, counts)})
+    bank = InstanceBank.from_scenes(scenes, [c for c, group in splits.items() if group == "tail"])
+
+    def transform(scene, rng):
+        return insert_rare_instances(scene, bank, rng, cfg.data.rare_instances)
+
+    return transform
 
 
 def store_datasets(cfg: ExperimentConfig):
@@ -60,19 +95,41 @@ def store_datasets(cfg: ExperimentConfig):
     def make(store, name):
         return grid_to_scene(store.get(name), name, f"{store.path}:{name}")
 
-    train = SceneSampleSet(names, partial(make, train_store), cfg.model.num_classes, cfg.data.stuff_classes,
-                           cfg.data.voxel_size, augment_seed=cfg.train.seed, class_ids=cfg.model.class_ids)
+    train = _sample_set(cfg, names, partial(make, train_store))
     return train, [partial(make, val_store, n) for n in val_names]
 
 
-def measure_class_sizes(train_set: SceneSampleSet, max_scenes: int = 200) -> dict:
-    """Median voxel count per thing class over (up to ``max_scenes``) un-augmented training scenes."""
+DATASETS = {"toy": toy_datasets, "store": store_datasets, "longtail": longtail_datasets}
+
+
+def measure_training_statistics(train_set: SceneSampleSet, max_scenes: int = 200) -> tuple[dict, np.ndarray]:
+    """(median voxel count per thing class, voxel count per class channel int64 [C]) over (up to
+    ``max_scenes``) un-augmented training scenes: the class size prior and the C-Focal class frequencies."""
     from mtml.cluster.proposals import class_size_prior
+    from mtml.data.dataset import label_channels
     from mtml.data.voxelize import voxelize
 
-    keys = train_set.keys[:max_scenes]
-    grids = (voxelize(train_set.make_scene(k), train_set.voxel_size) for k in keys)
-    return class_size_prior(grids, train_set.stuff_classes)
+    grids = [voxelize(train_set.make_scene(k), train_set.voxel_size) for k in train_set.keys[:max_scenes]]
+    counts = np.zeros(train_set.model_cfg.num_classes, dtype=np.int64)
+    for grid in grids:
+        channels = label_channels(grid.labels, train_set.model_cfg.channel_ids())
+        keep = ~np.isin(grid.labels, np.asarray(train_set.ignore_labels, dtype=np.int64))
+        counts += np.bincount(channels[keep], minlength=len(counts))
+    return class_size_prior(iter(grids), train_set.stuff_classes), counts
+
+
+def set_text_anchors(model: MTMLNet, cfg: ExperimentConfig) -> None:
+    """Encode the class names of ``data.benchmark`` (in the model's class channel order) with the configured
+    text encoder and store them in the semantic head; its prototypes start from them when
+    ``train.classifier_init`` is "anchors" (language-grounded) and stay random when "random" (scratch)."""
+    from mtml.eval.labels import label_names
+    from mtml.model.text import class_anchors, make_text_encoder
+
+    names = label_names(cfg.data.benchmark)
+    channel_names = {i: names.get(label, str(label)) for i, label in enumerate(cfg.model.channel_ids())}
+    cache = os.environ.get("MTML_ANCHOR_CACHE") or str(Path.home() / ".cache" / "mtml" / "anchors.h5")
+    _, anchors = class_anchors(channel_names, make_text_encoder(cfg.model.text_encoder), cache)
+    model.semantic_head.set_anchors(anchors, init_classifier=cfg.train.classifier_init == "anchors")
 
 
 def lr_at(step: int, total: int, cfg: ExperimentConfig) -> float:
@@ -82,8 +139,12 @@ def lr_at(step: int, total: int, cfg: ExperimentConfig) -> float:
     return cfg.train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
 
 
+LOSS_CURVES = {"loss": "total", "feat": "feature", "dir": "direction", "sem": "semantic"}
+VAL_CURVES = {"ap50": "instance mean AP50", "miou": "semantic mIoU"}
+
+
 def plot_curves(metrics_path: Path, out_png: Path) -> None:
-    """Picture of the training loss per epoch and the validation AP50 (written atomically)."""
+    """Picture of the training losses per epoch and the validation metrics (%) (written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,14 +154,14 @@ def plot_curves(metrics_path: Path, out_png: Path) -> None:
     epochs = [r for r in rows if r.get("kind") == "epoch"]
     vals = [r for r in rows if r.get("kind") == "val"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    if epochs:
-        ax[0].plot([r["epoch"] for r in epochs], [r["loss"] for r in epochs], "o-", label="total")
-        ax[0].plot([r["epoch"] for r in epochs], [r["feat"] for r in epochs], "s--", label="feature")
-        ax[0].plot([r["epoch"] for r in epochs], [r["dir"] for r in epochs], "^--", label="direction")
+    for key, name in LOSS_CURVES.items():
+        if epochs and key in epochs[0]:
+            ax[0].plot([r["epoch"] for r in epochs], [r[key] for r in epochs], "o-" if key == "loss" else "s--", label=name)
     ax[0].set_xlabel("epoch"), ax[0].set_ylabel("training loss"), ax[0].legend()
-    if vals:
-        ax[1].plot([r["epoch"] for r in vals], [100 * r["ap50"] for r in vals], "o-")
-    ax[1].set_xlabel("epoch"), ax[1].set_ylabel("validation mean AP50 (%)")
+    for key, name in VAL_CURVES.items():
+        if vals and key in vals[0]:
+            ax[1].plot([r["epoch"] for r in vals], [100 * r[key] for r in vals], "o-", label=name)
+    ax[1].set_xlabel("epoch"), ax[1].set_ylabel("validation (%)"), ax[1].legend()
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -108,15 +169,47 @@ def plot_curves(metrics_path: Path, out_png: Path) -> None:
 
 
 def validate(model: MTMLNet, cfg: ExperimentConfig, val_scenes) -> dict:
-    """Mean AP / AP50 / AP25 of the model on the validation scenes (zero-argument Scene makers)."""
-    from mtml.eval.labels import class_set
+    """Validation metrics on the validation scenes (zero-argument Scene makers): instance AP / AP50 / AP25
+    when the instance heads train, semantic mIoU (fraction) when the semantic head does. A model with a
+    semantic head is validated the way it will be used: on its own predicted labels."""
+    from mtml.eval.labels import class_set, label_names
     from mtml.eval.scenes import evaluate_scenes, model_segmenter
 
     model.eval()
-    res = evaluate_scenes(model_segmenter(model, cfg.cluster, cfg.data.voxel_size), (make() for make in val_scenes),
-                          class_set(cfg.data.benchmark), cfg.data.val_min_region_size, desc="val")
+    metrics = {}
+    confusion = None
+    if model.semantic_head is not None:
+        from mtml.eval.semantic import SemanticConfusion
+
+        confusion = SemanticConfusion(cfg.model.channel_ids())
+    scenes = (make() for make in val_scenes)
+    if cfg.loss.instance:
+        segment = model_segmenter(model, cfg.cluster, cfg.data.voxel_size, use_given_labels=confusion is None)
+        res = evaluate_scenes(segment, scenes, class_set(cfg.data.benchmark), cfg.data.val_min_region_size,
+                              desc="val", semantic=confusion, semantic_ignore=cfg.data.semantic_ignore)
+        metrics.update({"ap": float(res.mean_ap), "ap50": float(res.mean_ap50), "ap25": float(res.mean_ap25)})
+    elif confusion is not None:
+        from mtml.eval.scenes import evaluate_semantic
+
+        evaluate_semantic(model, scenes, cfg.data.voxel_size, confusion, cfg.data.semantic_ignore, desc="val",
+                          total=len(val_scenes))
+    if confusion is not None:
+        metrics["miou"] = float(confusion.result(label_names(cfg.data.benchmark)).miou)
     model.train()
-    return {"ap": float(res.mean_ap), "ap50": float(res.mean_ap50), "ap25": float(res.mean_ap25)}
+    return metrics
+
+
+def selection_score(metrics: dict, select_by: str) -> float:
+    """The validation number that picks best.pt: "ap50", "miou", or "both" (their mean)."""
+    if select_by == "both":
+        return (metrics["ap50"] + metrics["miou"]) / 2
+    return metrics[select_by]
+
+
+def training_loss(model: MTMLNet, sample, cfg: ExperimentConfig, class_alpha=None) -> dict:
+    """One forward pass of a training sample and every configured loss (``mtml.losses.mtml.total_loss``)."""
+    outputs = model(sample.inputs[None], sample.coords)
+    return total_loss(outputs, sample, model, cfg.loss, class_alpha)
 
 
 def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
@@ -124,35 +217,48 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
     """Train a model as configured; returns the path of the final checkpoint (``out_dir/last.pt``).
 
     out_dir receives: config.yaml, metrics.jsonl (one JSON object per line), last.pt (every epoch),
-    best.pt (best validation AP50), curves.png. With ``resume`` it continues after the last finished epoch.
+    best.pt (best validation score, see ``selection_score``), curves.png. With ``resume`` it continues after
+    the last finished epoch; ``init_checkpoint`` starts from another run's weights (e.g. a pre-training stage).
     """
-    if cfg.data.kind not in ("toy", "store"):
-        raise InputError(None, f"unknown data kind {cfg.data.kind!r} (toy or store)")
+    if cfg.data.kind not in DATASETS:
+        raise InputError(None, f"unknown data kind {cfg.data.kind!r} ({', '.join(DATASETS)})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
-    train_set, val_scenes = toy_datasets(cfg) if cfg.data.kind == "toy" else store_datasets(cfg)
+    train_set, val_scenes = DATASETS[cfg.data.kind](cfg)
+    class_sizes, class_counts = measure_training_statistics(train_set)
     if cfg.cluster.class_sizes == "auto":
-        cfg.cluster.class_sizes = measure_class_sizes(train_set)
+        cfg.cluster.class_sizes = class_sizes
         print(f"class size prior (median voxels per instance): {cfg.cluster.class_sizes}")
+    class_alpha = class_balanced_alpha(class_counts)
     model = MTMLNet(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    start_epoch, best_ap50, elapsed = 0, -1.0, 0.0
+    start_epoch, best_score, elapsed = 0, -1.0, 0.0
     if resume and last.exists():
         model, state = load_checkpoint(last)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         opt.load_state_dict(state["optimizer_state"])
-        start_epoch, best_ap50, elapsed = state["epoch"] + 1, state.get("best_ap50", -1.0), state.get("train_seconds", 0.0)
+        start_epoch, best_score, elapsed = state["epoch"] + 1, state.get("best_score", -1.0), state.get("train_seconds", 0.0)
         torch.set_rng_state(state["torch_rng"])
         print(f"resuming from {last} after epoch {state['epoch']}")
-    elif init_checkpoint:
-        src, _ = load_checkpoint(init_checkpoint)
-        model.load_state_dict(src.state_dict())
-    elif metrics_path.exists():
-        metrics_path.unlink()  # a fresh run starts a fresh log
+    else:
+        src = None
+        if init_checkpoint:
+            src, _ = load_checkpoint(init_checkpoint)
+            own = model.state_dict()
+            usable = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(usable, strict=False)
+            fresh = [k for k in own if k not in usable]
+            if fresh:  # e.g. a new head, or a stem for other input features
+                print(f"{init_checkpoint}: {len(fresh)} tensors start fresh (not in it, or another shape): "
+                      f"{', '.join(fresh[:4])}{' ...' if len(fresh) > 4 else ''}")
+        if model.semantic_head is not None and (src is None or src.semantic_head is None):
+            set_text_anchors(model, cfg)
+        if metrics_path.exists():
+            metrics_path.unlink()  # a fresh run starts a fresh log
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     model.train()
     steps_per_epoch = len(train_set) if cfg.train.max_steps_per_epoch is None else min(len(train_set), cfg.train.max_steps_per_epoch)
@@ -172,12 +278,7 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, cfg)
-            sample = train_set[int(idx)]
-            outputs = model(sample.inputs[None])
-            c = sample.coords[sample.rows]
-            emb = outputs["embedding"][0][:, c[:, 0], c[:, 1], c[:, 2]].T
-            direc = outputs["direction"][0][:, c[:, 0], c[:, 1], c[:, 2]].T
-            losses = mtml_loss(emb, direc, c.float(), sample.instance_index, sample.num_instances, cfg.loss)
+            losses = training_loss(model, train_set[int(idx)], cfg, class_alpha)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
@@ -190,25 +291,28 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
         elapsed += time.perf_counter() - t_epoch
         row = {"kind": "epoch", "epoch": epoch + 1, "seconds": elapsed, **{k: v / len(order) for k, v in sums.items()}}
         log(row)
-        extra = _checkpoint_extra(cfg, epoch, best_ap50, elapsed)
+        extra = _checkpoint_extra(cfg, epoch, best_score, elapsed, class_counts)
         extra.update({"optimizer_state": opt.state_dict(), "torch_rng": torch.get_rng_state()})
         save_checkpoint(last, model, extra)  # before validation: a failed validation never costs an epoch
         if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
             val = validate(model, cfg, val_scenes)
+            score = selection_score(val, cfg.train.select_by)
             log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
-            print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val AP50 {100 * val['ap50']:.1f}  ({elapsed:.0f} s)")
-            if val["ap50"] > best_ap50:
-                best_ap50 = val["ap50"]
-                save_checkpoint(best, model, _checkpoint_extra(cfg, epoch, best_ap50, elapsed))
-                extra["best_ap50"] = best_ap50
+            shown = "  ".join(f"val {k} {100 * v:.1f}" for k, v in val.items() if k in ("ap50", "miou"))
+            print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {shown}  ({elapsed:.0f} s)")
+            if score > best_score:
+                best_score = score
+                save_checkpoint(best, model, _checkpoint_extra(cfg, epoch, best_score, elapsed, class_counts))
+                extra["best_score"] = best_score
                 save_checkpoint(last, model, extra)
         plot_curves(metrics_path, out / "curves.png")
     return last
 
 
-def _checkpoint_extra(cfg: ExperimentConfig, epoch: int, best_ap50: float, seconds: float) -> dict:
-    """What inference needs besides the weights: the experiment config (voxel size, clustering, classes)."""
+def _checkpoint_extra(cfg: ExperimentConfig, epoch: int, best_score: float, seconds: float, class_counts) -> dict:
+    """What inference needs besides the weights: the experiment config (voxel size, clustering, classes), and
+    the training class frequencies (voxels per class channel)."""
     from mtml.eval.labels import label_names
 
-    return {"epoch": epoch, "best_ap50": best_ap50, "train_seconds": seconds, "experiment": cfg.to_dict(),
-            "class_names": label_names(cfg.data.benchmark)}
+    return {"epoch": epoch, "best_score": best_score, "train_seconds": seconds, "experiment": cfg.to_dict(),
+            "class_names": label_names(cfg.data.benchmark), "class_voxel_counts": np.asarray(class_counts).tolist()}

@@ -24,3 +24,20 @@ def tiny_checkpoint(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny_run")
     return train(config_from_dict(TINY), out, progress=False)
+
+
+TINY_SEMANTIC = {
+    **TINY,
+    "name": "tiny_semantic",
+    "model": {**TINY["model"], "inputs": ["occupancy", "height"], "semantic_head": True},
+    "loss": {"semantic": "cb_focal"},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_semantic_checkpoint(tmp_path_factory):
+    """A checkpoint with a semantic head that reads geometry only (plain scans), from the real training loop."""
+    from mtml.train import train
+
+    out = tmp_path_factory.mktemp("tiny_semantic_run")
+    return train(config_from_dict(TINY_SEMANTIC), out, progress=False)

@@ -8,6 +8,7 @@ from mtml.cli import run_command
 from mtml.cli.infer import main as infer_main
 from mtml.data.toy import generate_scene
 from mtml.io.ply import scene_to_ply, write_ply
+from mtml.model.model import load_checkpoint
 
 
 def _run(argv, capsys):
@@ -84,3 +85,60 @@ def test_demo_runs_on_bundled_style_checkpoint(tiny_checkpoint, tmp_path, capsys
     code, out, err = _run(["--demo", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path)], capsys)
     assert code == 0, err
     assert (tmp_path / "toy_00900.ply").exists() and (tmp_path / "toy_00900_instances.json").exists()
+
+
+# --- plain scans: a model with a semantic head predicts the labels, then the instances
+
+
+def test_plain_scan_gets_semantic_labels_and_instances(tiny_semantic_checkpoint, tmp_path, capsys):
+    scene = generate_scene(5)
+    src = write_ply(tmp_path / "plain.ply", scene.points)  # x y z only
+    code, out, err = _run([str(src), "--checkpoint", str(tiny_semantic_checkpoint), "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert "predicted labels" in out
+    v = PlyData.read(str(tmp_path / "o" / "plain_instances.ply"))["vertex"].data
+    assert {"instance", "label", "semantic"} <= set(v.dtype.names)
+    assert np.array_equal(v["label"], v["semantic"])  # instances were built on the predicted labels
+    assert set(np.unique(v["semantic"])) <= set(range(6))
+    sem = PlyData.read(str(tmp_path / "o" / "plain_semantic.ply"))["vertex"].data
+    assert np.array_equal(sem["semantic"], v["semantic"])
+    colors = np.c_[sem["red"], sem["green"], sem["blue"]]
+    for label in np.unique(sem["semantic"]):  # one colour per class
+        assert len(np.unique(colors[sem["semantic"] == label], axis=0)) == 1
+    summary = json.loads((tmp_path / "o" / "plain_instances.json").read_text())
+    assert summary["labels"] == "predicted"
+    assert (tmp_path / "o" / "plain_semantic.png").stat().st_size > 5000
+
+
+def test_given_labels_are_used_unless_told_otherwise(tiny_semantic_checkpoint, tmp_path, capsys):
+    scene = generate_scene(6)
+    src = scene_to_ply(scene, tmp_path / "labelled.ply")
+    code, out, err = _run([str(src), "--checkpoint", str(tiny_semantic_checkpoint), "--out", str(tmp_path / "a"),
+                           "--no-picture"], capsys)
+    assert code == 0, err
+    v = PlyData.read(str(tmp_path / "a" / "labelled_instances.ply"))["vertex"].data
+    assert np.array_equal(v["label"], scene.labels)  # the scan's own labels
+    assert "semantic" in v.dtype.names  # the head's prediction is still written beside them
+    assert json.loads((tmp_path / "a" / "labelled_instances.json").read_text())["labels"] == "given"
+    code, out, err = _run([str(src), "--checkpoint", str(tiny_semantic_checkpoint), "--out", str(tmp_path / "b"),
+                           "--no-picture", "--predict-labels"], capsys)
+    assert code == 0, err
+    v = PlyData.read(str(tmp_path / "b" / "labelled_instances.ply"))["vertex"].data
+    assert np.array_equal(v["label"], v["semantic"])
+    assert not (tmp_path / "b" / "labelled_semantic.png").exists()
+
+
+def test_one_hot_model_still_demands_labels(tiny_checkpoint, tmp_path, capsys):
+    src = write_ply(tmp_path / "plain.ply", generate_scene(5).points)
+    code, out, err = _run([str(src), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert "plain.ply" in err and "label" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_checkpoint_carries_anchors_and_class_counts(tiny_semantic_checkpoint):
+    model, state = load_checkpoint(tiny_semantic_checkpoint)
+    anchors = model.semantic_head.anchors
+    assert anchors.shape == (6, 384)
+    assert np.allclose(anchors.norm(dim=1).numpy(), 1.0, atol=1e-5)  # MiniLM features of the class names
+    assert len(state["class_voxel_counts"]) == 6 and min(state["class_voxel_counts"]) > 0

@@ -15,11 +15,11 @@ from mtml.model.model import load_checkpoint
 
 @pytest.fixture(scope="module")
 def toy_embeddings():
-    model, _ = load_checkpoint(bundled_checkpoint("toy.pt"))
+    model, _ = load_checkpoint(bundled_checkpoint("toy_multitask.pt"))
     out = []
     for seed in (900, 950):
         grid = voxelize(generate_scene(seed), 0.1)
-        emb, _ = predict_voxels(model, grid)
+        emb = predict_voxels(model, grid).embedding
         out.append(emb[grid.labels != 0])  # the pipeline clusters the non-floor voxels
     return out
 

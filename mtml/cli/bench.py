@@ -2,6 +2,7 @@
 
   mtml-bench toy-table1 [--multi-task CKPT] [--fe-only CKPT] [--train] [--out DIR]
   mtml-bench toy-generalization [--checkpoint CKPT] [--scenes N]
+  mtml-bench toy-plain [--checkpoint CKPT] [--scenes N]   (semantic head + instances, labels removed)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _checkpoints(args) -> tuple[str, str]:
             cfg = load_config(Path(args.configs) / cfg_name)
             trained[key] = str(train(cfg, Path(args.out) / f"train_{key}", resume=True))
         return trained["multi_task"], trained["fe_only"]
-    return (args.multi_task or str(bundled_checkpoint("toy.pt")),
+    return (args.multi_task or str(bundled_checkpoint("toy_multitask.pt")),
             args.fe_only or str(bundled_checkpoint("toy_fe_only.pt")))
 
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="mtml-bench", description="Reproduce the paper's tables.")
     sub = p.add_subparsers(dest="command", required=True)
     t1 = sub.add_parser("toy-table1", help="MTML Table 1: AP50 per class on the 100 toy test scenes")
-    t1.add_argument("--multi-task", default=None, help="checkpoint (default: bundled toy.pt)")
+    t1.add_argument("--multi-task", default=None, help="checkpoint (default: bundled toy_multitask.pt)")
     t1.add_argument("--fe-only", default=None, help="checkpoint (default: bundled toy_fe_only.pt)")
     t1.add_argument("--train", action="store_true", help="train both models from configs/ first (about 1 h each)")
     t1.add_argument("--configs", default="configs", help="folder with toy.yaml and toy_fe_only.yaml (with --train)")
@@ -42,9 +43,14 @@ def main(argv=None) -> int:
     t1.add_argument("--out", default="mtml_bench", help="folder for table1.csv (default mtml_bench)")
     gen = sub.add_parser("toy-generalization",
                          help="model vs connected components on unseen, harder toy scenes (more boxes, more contact)")
-    gen.add_argument("--checkpoint", default=None, help="checkpoint (default: bundled toy.pt)")
+    gen.add_argument("--checkpoint", default=None, help="checkpoint (default: bundled toy_multitask.pt)")
     gen.add_argument("--scenes", type=int, default=100)
     gen.add_argument("--out", default="mtml_bench")
+    plain = sub.add_parser("toy-plain", help="the plain-scan model on the toy test scenes with their labels removed: "
+                                             "semantic IoU per class and instance AP50")
+    plain.add_argument("--checkpoint", default=None, help="checkpoint with a semantic head (default: bundled toy.pt)")
+    plain.add_argument("--scenes", type=int, default=None, help="evaluate on the first N test scenes only")
+    plain.add_argument("--out", default="mtml_bench")
     args = p.parse_args(argv)
 
     from mtml.data.toy import toy_scene_seeds
@@ -59,16 +65,48 @@ def main(argv=None) -> int:
         print(f"MTML Table 1: AP50 (%) on {len(seeds)} toy test scenes\n" + t.table1_text(rows))
         atomic_write_text(out / "table1.csv", t.table1_csv(rows))
         print(f"wrote {out / 'table1.csv'}")
+    elif args.command == "toy-plain":
+        _toy_plain(args, out)
     else:
         from mtml.cli.infer import bundled_checkpoint
 
         seeds = range(t.HARDER_SEED_START, t.HARDER_SEED_START + args.scenes)
-        ckpt = args.checkpoint or str(bundled_checkpoint("toy.pt"))
+        ckpt = args.checkpoint or str(bundled_checkpoint("toy_multitask.pt"))
         rows = t.evaluate_methods(t.default_segmenters(ckpt, None), seeds, t.HARDER_TOY_CONFIG)
         print(f"Generalisation: AP50 (%) on {args.scenes} unseen scenes with {t.HARDER_TOY_CONFIG.num_boxes} boxes "
               f"and contact share {t.HARDER_TOY_CONFIG.contact_fraction}\n" + t.table1_text(rows, with_paper=False))
         atomic_write_text(out / "generalization.csv", t.table1_csv(rows))
     return 0
+
+
+def _toy_plain(args, out: Path) -> None:
+    """mtml-bench toy-plain: print and write (toy_plain.json) semantic and instance metrics on plain toy scans."""
+    import json
+
+    from mtml.cli.infer import bundled_checkpoint
+    from mtml.config import config_from_dict
+    from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, generate_scene, toy_scene_seeds
+    from mtml.eval.labels import toy_instance_classes
+    from mtml.eval.plain_scans import evaluate_plain_scans
+    from mtml.io.atomic import atomic_write_text
+    from mtml.model.model import load_checkpoint
+
+    ckpt = args.checkpoint or str(bundled_checkpoint("toy.pt"))
+    model, state = load_checkpoint(ckpt)
+    exp = config_from_dict(state.get("experiment", {}), ckpt)
+    seeds = toy_scene_seeds("test")[: args.scenes]
+    ap, sem = evaluate_plain_scans(model, exp.cluster, exp.data.voxel_size, (generate_scene(s) for s in seeds),
+                                   toy_instance_classes(), TOY_CLASS_NAMES, total=len(seeds))
+    boxes = [sem.iou[sem.class_ids.index(c)] for c in TOY_INSTANCE_CLASS_IDS]
+    box_miou = 100 * sum(boxes) / len(boxes)
+    print(f"Plain toy scans ({len(seeds)} test scenes, labels removed; {ckpt})\n{sem.table()}")
+    print(f"semantic mIoU: five box classes {box_miou:.1f}, all six classes {100 * sem.miou:.1f}")
+    print("instance AP50 (%): " + "  ".join(f"{TOY_CLASS_NAMES[c]} {100 * v:.1f}" for c, v in
+                                         zip(TOY_INSTANCE_CLASS_IDS, ap.ap50)) + f"  mean {100 * ap.mean_ap50:.1f}")
+    result = {"checkpoint": ckpt, "scenes": len(seeds), "box_miou": box_miou, "semantic": sem.to_dict(),
+              "instance_ap50": {TOY_CLASS_NAMES[c]: 100 * float(v) for c, v in zip(TOY_INSTANCE_CLASS_IDS, ap.ap50)},
+              "instance_mean_ap50": 100 * float(ap.mean_ap50)}
+    atomic_write_text(out / "toy_plain.json", json.dumps(result, indent=2) + "\n")
 
 
 def entry() -> None:

@@ -1,4 +1,6 @@
-"""``mtml-infer a.ply|SCAN_FOLDER [...] [--checkpoint CKPT] [--out DIR] [--scannet-export DIR]``: instances of scans.
+"""``mtml-infer a.ply|SCAN_FOLDER [...] [--checkpoint CKPT] [--out DIR] [--scannet-export DIR]``: semantic labels
+and instances of scans. A checkpoint with a semantic head segments plain scans (no 'label'); with a 'label'
+property the scan's labels are used unless ``--predict-labels``.
 
 Every input is read and checked before anything is written, and each output file is written atomically,
 so bad input leaves no partial output behind.
@@ -50,8 +52,8 @@ def write_demo_scene(out_dir: str, seed: int = 900) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="mtml-infer", description="Segment object instances in PLY scans.")
-    p.add_argument("inputs", nargs="*", help="PLY files with x y z and a per-vertex 'label' (semantic id), or "
-                                             "ScanNet scan folders (<scene>_vh_clean_2.ply + segs + aggregation)")
+    p.add_argument("inputs", nargs="*", help="PLY files (x y z, optional colour and per-vertex 'label' semantic ids), "
+                                             "or ScanNet scan folders (<scene>_vh_clean_2.ply + segs + aggregation)")
     p.add_argument("--demo", action="store_true",
                    help="write a synthetic toy test scene (seed 900) to --out as PLY and segment it")
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: the bundled {DEFAULT_CHECKPOINT})")
@@ -62,7 +64,9 @@ def main(argv=None) -> int:
                    help="also write predictions in the ScanNet instance benchmark layout (DIR/<scene>.txt + pred_mask/)")
     p.add_argument("--label-map", default=None, help="scannetv2-labels.combined.tsv for scan folders "
                                                     "(default: found in the folder or its parent)")
-    p.add_argument("--no-picture", action="store_true", help="do not write <name>_instances.png (top view)")
+    p.add_argument("--no-picture", action="store_true", help="do not write the top-view pictures (<name>_*.png)")
+    p.add_argument("--predict-labels", action="store_true",
+                   help="build instances on the semantic head's labels even when the scan has a 'label' property")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if not args.inputs and not args.demo:
@@ -72,7 +76,7 @@ def main(argv=None) -> int:
     from mtml.config import config_from_dict
     from mtml.data.voxelize import voxelize
     from mtml.infer import segment_grid
-    from mtml.io.instances import write_instance_outputs, write_instance_picture
+    from mtml.io.instances import write_instance_outputs, write_instance_picture, write_semantic_outputs
     from mtml.data.dataset import label_channels
     from mtml.model.model import inference_bytes_per_voxel, load_checkpoint
 
@@ -90,10 +94,11 @@ def main(argv=None) -> int:
     scenes = [read_scan(path, exp.data.benchmark, args.label_map) for path in inputs]
     grids, voxelize_s = [], []
     for scene in scenes:  # every input is checked (labels, grid size) before any output is written
-        if scene.labels is None:
-            raise InputError(scene.source, "no 'label' vertex property: this model needs per-point semantic labels "
-                                           "as input (a semantic head that predicts them is planned)")
-        label_channels(scene.labels, model.cfg.channel_ids(), scene.source)  # InputError on unknown labels
+        if model.cfg.needs_labels and scene.labels is None:
+            raise InputError(scene.source, "no 'label' vertex property: this model reads per-point semantic labels "
+                                           "as input (use a checkpoint with a semantic head for plain scans)")
+        if scene.labels is not None and (model.cfg.needs_labels or not args.predict_labels):
+            label_channels(scene.labels, model.cfg.channel_ids(), scene.source)  # InputError on unknown labels
         t0 = time.perf_counter()
         grids.append(voxelize(scene, exp.data.voxel_size, max_voxels=max_voxels))
         voxelize_s.append(time.perf_counter() - t0)
@@ -102,25 +107,32 @@ def main(argv=None) -> int:
         raise InputError(None, "two inputs share a file name; their outputs would overwrite each other")
     for scene, grid, t_vox in zip(scenes, grids, voxelize_s):
         t0 = time.perf_counter()
-        res = segment_grid(model, scene, grid, cluster_cfg, device=args.device)
+        res = segment_grid(model, scene, grid, cluster_cfg, device=args.device,
+                           use_given_labels=not args.predict_labels)
         res.timings = {"voxelize": t_vox, **res.timings}
-        point_instance = res.instances.point_instance_ids(res.grid, scene.labels)
+        point_instance = res.instances.point_instance_ids(res.grid, res.point_labels)
         meta = {"scene": scene.name, "source": scene.source, "num_points": scene.num_points,
                 "voxel_size": exp.data.voxel_size, "num_voxels": res.grid.num_voxels, "checkpoint": str(ckpt),
-                "timings_s": {k: round(v, 4) for k, v in res.timings.items()}}
+                "labels": res.labels_source, "timings_s": {k: round(v, 4) for k, v in res.timings.items()}}
+        point_semantic = None
+        if res.voxel_predictions.labels is not None:
+            point_semantic = res.voxel_predictions.labels[res.grid.point_to_voxel]
+            write_semantic_outputs(args.out, scene.name, scene.points, point_semantic, class_names,
+                                   picture=not args.no_picture)
         ply_path, json_path = write_instance_outputs(args.out, scene.name, scene.points, point_instance,
-                                                     scene.labels, res.instances.labels, res.instances.scores,
-                                                     class_names, meta)
+                                                     res.point_labels, res.instances.labels, res.instances.scores,
+                                                     class_names, meta, point_semantic)
         n = len(np.unique(point_instance[point_instance >= 0]))
         if args.scannet_export:
             from mtml.io.benchmark import write_scene_predictions
 
-            write_scene_predictions(args.scannet_export, scene.name, res.instances.point_masks(res.grid, scene.labels),
+            write_scene_predictions(args.scannet_export, scene.name, res.instances.point_masks(res.grid, res.point_labels),
                                     res.instances.labels, res.instances.scores)
         if not args.no_picture:
             write_instance_picture(Path(args.out) / f"{scene.name}_instances.png", scene.points, point_instance,
                                    f"{scene.name}: {n} instances (top view)")
-        print(f"{scene.source}: {n} instances in {t_vox + time.perf_counter() - t0:.2f} s -> {ply_path}, {json_path}")
+        print(f"{scene.source}: {n} instances ({res.labels_source} labels) in {t_vox + time.perf_counter() - t0:.2f} s "
+              f"-> {ply_path}, {json_path}")
     return 0
 
 

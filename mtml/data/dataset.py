@@ -52,6 +52,43 @@ def onehot_input(grid: VoxelGrid, num_classes: int, shape: Optional[Sequence[int
     return x
 
 
+def floor_level(grid: VoxelGrid, percentile: float = 1.0) -> int:
+    """The z index of the floor: a low percentile of the occupied voxels' z, so that a few stray points
+    below the floor do not move it. Indoor scans (and the synthetic benchmarks) have their floor as the
+    lowest large surface."""
+    return int(np.floor(np.percentile(grid.coords[:, 2], percentile)))
+
+
+def network_input(grid: VoxelGrid, model_cfg, shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """The dense input tensor [C, X, Y, Z] (float32) of a grid, with the features ``model_cfg.inputs`` lists
+    (see ``mtml.model.model.ModelConfig``), in that order. Empty voxels are all-zero.
+
+    "height" is metres above the floor (``floor_level``), "rgb" the voxel's mean colour in [0, 1] (0.5 grey
+    when the scan has no colour), "semantic" the one-hot labels (``onehot_input``; needs grid.labels).
+    """
+    shape = padded_shape(grid.shape) if shape is None else tuple(shape)
+    c = torch.from_numpy(grid.coords)
+    parts = []
+    for feature in model_cfg.inputs:
+        if feature == "semantic":
+            parts.append(onehot_input(grid, model_cfg.num_classes, shape, model_cfg.class_ids))
+            continue
+        if feature == "occupancy":
+            values = torch.ones((1, grid.num_voxels))
+        elif feature == "height":
+            z = (grid.coords[:, 2] - floor_level(grid) + 0.5) * grid.voxel_size
+            values = torch.from_numpy(z.astype(np.float32))[None]
+        elif feature == "rgb":
+            rgb = grid.colors if grid.colors is not None else np.full((grid.num_voxels, 3), 0.5, np.float32)
+            values = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32).T)
+        else:
+            raise ValueError(f"unknown input feature {feature!r}")
+        dense = torch.zeros((values.shape[0], *shape), dtype=torch.float32)
+        dense[:, c[:, 0], c[:, 1], c[:, 2]] = values
+        parts.append(dense)
+    return torch.cat(parts, dim=0)
+
+
 def instance_targets(grid: VoxelGrid, stuff_classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int]:
     """The voxels that carry an instance, and their instance as a dense index.
 
@@ -76,40 +113,52 @@ class Sample:
     instance_index: torch.Tensor  # int64 [M] in [0, K)
     num_instances: int
     grid: VoxelGrid
+    semantic: Optional[torch.Tensor] = None  # int64 [V] class channel of each voxel (-1: ignored; None: unlabelled)
 
 
-def make_sample(grid: VoxelGrid, num_classes: int, stuff_classes: Sequence[int], shape=None,
-                class_ids: Optional[Sequence[int]] = None) -> Sample:
-    """Build the network input and the loss targets of one voxel grid (see ``Sample``)."""
+def make_sample(grid: VoxelGrid, model_cfg, stuff_classes: Sequence[int], shape=None,
+                ignore_labels: Sequence[int] = ()) -> Sample:
+    """Build the network input (``network_input``) and the loss targets of one voxel grid (see ``Sample``).
+    Voxels whose label is in ``ignore_labels`` (e.g. ScanNet's 0, "unlabeled") get semantic target -1."""
     rows, index, k = instance_targets(grid, stuff_classes)
+    semantic = None
+    if grid.labels is not None:
+        channels = label_channels(grid.labels, model_cfg.channel_ids())
+        if len(ignore_labels):
+            channels[np.isin(grid.labels, np.asarray(ignore_labels))] = -1
+        semantic = torch.from_numpy(channels)
     return Sample(
-        inputs=onehot_input(grid, num_classes, shape, class_ids),
+        inputs=network_input(grid, model_cfg, shape),
         coords=torch.from_numpy(grid.coords),
         rows=torch.from_numpy(rows),
         instance_index=torch.from_numpy(index),
         num_instances=k,
         grid=grid,
+        semantic=semantic,
     )
 
 
 class SceneSampleSet(torch.utils.data.Dataset):
     """Scenes produced by ``make_scene(key)`` (e.g. the toy generator with a seed), voxelised on the fly.
 
-    keys: one key per scene (toy: seeds). With ``augment_seed`` set, each access draws a fresh
-    rotation/flip/shift from (augment_seed, key, access count), so training epochs differ but a resumed
-    run replays the same sequence.
+    keys: one key per scene (toy: seeds). model_cfg: the ModelConfig whose inputs and classes to build.
+    With ``augment_seed`` set, each access draws a fresh rotation/flip/shift from (augment_seed, key, epoch),
+    so training epochs differ but a resumed run replays the same sequence. ``scene_transform(scene, rng)``
+    (e.g. rare-class instance insertion) runs before the geometric augmentation, with the same rng.
     """
 
-    def __init__(self, keys, make_scene, num_classes, stuff_classes, voxel_size=0.1,
-                 augment_seed: Optional[int] = None, grid_shape=None, class_ids: Optional[Sequence[int]] = None):
+    def __init__(self, keys, make_scene, model_cfg, stuff_classes, voxel_size=0.1,
+                 augment_seed: Optional[int] = None, grid_shape=None, scene_transform=None,
+                 ignore_labels: Sequence[int] = ()):
         self.keys = list(keys)
         self.make_scene = make_scene
-        self.num_classes = num_classes
+        self.model_cfg = model_cfg
         self.stuff_classes = list(stuff_classes)
         self.voxel_size = voxel_size
         self.augment_seed = augment_seed
         self.grid_shape = grid_shape
-        self.class_ids = class_ids
+        self.scene_transform = scene_transform
+        self.ignore_labels = list(ignore_labels)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -122,6 +171,8 @@ class SceneSampleSet(torch.utils.data.Dataset):
             key = self.keys[i]
             key = key if isinstance(key, (int, np.integer)) else zlib.crc32(str(key).encode())  # stable across runs
             rng = np.random.default_rng([self.augment_seed, int(key), self.epoch])
+            if self.scene_transform is not None:
+                scene = self.scene_transform(scene, rng)
             scene = Scene(points=augment_points(scene.points, rng, self.voxel_size), labels=scene.labels,
                           instances=scene.instances, colors=scene.colors, name=scene.name, source=scene.source)
         return scene
@@ -131,4 +182,4 @@ class SceneSampleSet(torch.utils.data.Dataset):
         shape = self.grid_shape
         if shape is not None:
             shape = tuple(max(a, b) for a, b in zip(padded_shape(grid.shape), shape))
-        return make_sample(grid, self.num_classes, self.stuff_classes, shape, self.class_ids)
+        return make_sample(grid, self.model_cfg, self.stuff_classes, shape, self.ignore_labels)

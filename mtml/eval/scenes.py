@@ -13,8 +13,9 @@ from mtml.eval.instance_ap import InstanceAPResult, ScenePredictions, evaluate_i
 from mtml.eval.labels import ClassSet
 from mtml.scene import Scene, VoxelGrid
 
-Segmenter = Callable[[Scene], tuple[VoxelGrid, Instances]]
-"""A method under evaluation: Scene -> (its voxel grid, instances over the grid's voxels)."""
+Segmenter = Callable[[Scene], tuple[VoxelGrid, Instances, np.ndarray]]
+"""A method under evaluation: Scene -> (its voxel grid, instances over the grid's voxels, the semantic label of
+each point, int64 [N], that the instances were built on)."""
 
 
 def scene_gt_ids(scene: Scene, thing_classes: Sequence[int]) -> np.ndarray:
@@ -32,13 +33,19 @@ def point_predictions(masks: np.ndarray, labels: np.ndarray, scores: np.ndarray)
                             scores=np.asarray(scores, dtype=np.float64))
 
 
-def model_segmenter(model, cluster_cfg: ClusterConfig, voxel_size: float) -> Segmenter:
-    """Segmenter running the MTML network and post-processing."""
+def scored_labels(labels: np.ndarray, ignore: Sequence[int]) -> np.ndarray:
+    """Ground-truth point labels int64 [N] for the semantic metrics: labels in ``ignore`` become -1 (not scored)."""
+    return np.where(np.isin(labels, np.asarray(ignore, dtype=np.int64)), -1, labels).astype(np.int64)
+
+
+def model_segmenter(model, cluster_cfg: ClusterConfig, voxel_size: float, use_given_labels: bool = True) -> Segmenter:
+    """Segmenter running the MTML network and post-processing; with ``use_given_labels=False`` a model with a
+    semantic head ignores the scene's labels and builds instances on its own predictions."""
     from mtml.infer import segment_scene
 
     def run(scene: Scene):
-        res = segment_scene(model, scene, cluster_cfg, voxel_size)
-        return res.grid, res.instances
+        res = segment_scene(model, scene, cluster_cfg, voxel_size, use_given_labels=use_given_labels)
+        return res.grid, res.instances, res.point_labels
 
     return run
 
@@ -48,20 +55,40 @@ def baseline_segmenter(method: str, voxel_size: float, thing_classes: Sequence[i
 
     def run(scene: Scene):
         grid = voxelize(scene, voxel_size)
-        return grid, baseline_instances(grid, method, thing_classes)
+        return grid, baseline_instances(grid, method, thing_classes), scene.labels
 
     return run
 
 
 def evaluate_scenes(segment: Segmenter, scenes: Iterable[Scene], classes: ClassSet, min_region_size: int = 100,
-                    progress: bool = True, desc: str = "eval", total: Optional[int] = None) -> InstanceAPResult:
+                    progress: bool = True, desc: str = "eval", total: Optional[int] = None,
+                    semantic=None, semantic_ignore: Sequence[int] = ()) -> InstanceAPResult:
     """AP / AP50 / AP25 of ``segment`` over scenes whose ground truth is in their labels/instances (ScanNet's
-    rules at the points; a point joins an instance only if its own label is the instance's label)."""
+    rules at the points; a point joins an instance only if its own label is the instance's label).
+
+    semantic: a ``mtml.eval.semantic.SemanticConfusion`` that also receives each scene's point labels against
+    its ground-truth labels (points labelled with ``semantic_ignore`` are not scored), or None.
+    """
 
     def pairs():
         for scene in tqdm(scenes, desc=desc, disable=not progress, leave=False, total=total):
-            grid, inst = segment(scene)
-            yield scene_gt_ids(scene, classes.ids), point_predictions(inst.point_masks(grid, scene.labels),
+            grid, inst, point_labels = segment(scene)
+            if semantic is not None:
+                semantic.update(point_labels, scored_labels(scene.labels, semantic_ignore))
+            yield scene_gt_ids(scene, classes.ids), point_predictions(inst.point_masks(grid, point_labels),
                                                                       inst.labels, inst.scores)
 
     return evaluate_instances(pairs(), classes.ids, classes.names, min_region_size=min_region_size)
+
+
+def evaluate_semantic(model, scenes: Iterable[Scene], voxel_size: float, confusion, semantic_ignore: Sequence[int] = (),
+                      progress: bool = True, desc: str = "eval", total: Optional[int] = None):
+    """Feed a ``SemanticConfusion`` with the semantic head's point labels (through each point's voxel) against
+    the scenes' ground-truth labels (``semantic_ignore`` labels not scored); returns the confusion."""
+    from mtml.infer import predict_voxels
+
+    for scene in tqdm(scenes, desc=desc, disable=not progress, leave=False, total=total):
+        grid = voxelize(scene, voxel_size)
+        pred = predict_voxels(model, grid)
+        confusion.update(pred.labels[grid.point_to_voxel], scored_labels(scene.labels, semantic_ignore))
+    return confusion

@@ -43,18 +43,31 @@ def instance_summary(points: np.ndarray, point_instance: np.ndarray, labels: np.
     return out
 
 
+def class_colors(label_ids: np.ndarray) -> np.ndarray:
+    """uint8 [N, 3]: a fixed colour per semantic class id (the same id gets the same colour in every scene)."""
+    label_ids = np.asarray(label_ids, dtype=np.int64)
+    if label_ids.size == 0:
+        return np.zeros((0, 3), dtype=np.uint8)
+    return instance_colors(int(label_ids.max()) + 1)[np.maximum(label_ids, 0)]
+
+
 def write_instance_outputs(out_dir: str | Path, name: str, points: np.ndarray, point_instance: np.ndarray,
                            point_label: np.ndarray, labels: np.ndarray, scores: np.ndarray,
-                           class_names: Mapping[int, str], meta: dict) -> tuple[Path, Path]:
-    """Write ``<name>_instances.ply`` (x y z, instance colour, int ``instance`` (-1 = none), int ``label``) and
-    ``<name>_instances.json`` ({"instances": [...], **meta}), each atomically. Returns both paths."""
+                           class_names: Mapping[int, str], meta: dict,
+                           point_semantic: np.ndarray | None = None) -> tuple[Path, Path]:
+    """Write ``<name>_instances.ply`` (x y z, instance colour, int ``instance`` (-1 = none), int ``label`` (the
+    labels the instances were built on), and int ``semantic`` (the semantic head's prediction) when
+    ``point_semantic`` int64 [N] is given) and ``<name>_instances.json`` ({"instances": [...], **meta}), each
+    atomically. Returns both paths."""
     out_dir = Path(out_dir)
     palette = instance_colors(len(labels))
     colors = np.tile(np.asarray(NO_INSTANCE_COLOR, dtype=np.uint8), (len(points), 1))
     has = point_instance >= 0
     colors[has] = palette[point_instance[has]]
-    ply_path = write_ply(out_dir / f"{name}_instances.ply", points, colors=colors,
-                         int_props={"instance": point_instance.astype(np.int64), "label": point_label.astype(np.int64)})
+    props = {"instance": point_instance.astype(np.int64), "label": point_label.astype(np.int64)}
+    if point_semantic is not None:
+        props["semantic"] = point_semantic.astype(np.int64)
+    ply_path = write_ply(out_dir / f"{name}_instances.ply", points, colors=colors, int_props=props)
     summary = {"instances": instance_summary(points, point_instance, labels, scores, class_names), **meta}
     json_path = out_dir / f"{name}_instances.json"
     atomic_write_text(json_path, json.dumps(summary, indent=2) + "\n")
@@ -86,11 +99,40 @@ def read_instance_outputs(ply_path: str | Path, json_path: str | Path) -> tuple[
     return masks, labels, scores
 
 
+def write_semantic_outputs(out_dir: str | Path, name: str, points: np.ndarray, point_semantic: np.ndarray,
+                           class_names: Mapping[int, str], picture: bool = True) -> list[Path]:
+    """Write ``<name>_semantic.ply`` (x y z, one colour per class (``class_colors``), int ``semantic``) and, with
+    ``picture``, ``<name>_semantic.png`` (top view with a legend of the classes present), atomically.
+
+    points [N, 3] metres; point_semantic int64 [N] label ids. Returns the paths written.
+    """
+    out_dir = Path(out_dir)
+    paths = [write_ply(out_dir / f"{name}_semantic.ply", points, colors=class_colors(point_semantic),
+                       int_props={"semantic": point_semantic.astype(np.int64)})]
+    if picture:
+        present = np.unique(point_semantic)
+        legend = {class_names.get(int(c), str(int(c))): class_colors(present)[i] for i, c in enumerate(present)}
+        paths.append(write_top_view(out_dir / f"{name}_semantic.png", points, class_colors(point_semantic),
+                                    f"{name}: semantic labels (top view)", legend))
+    return paths
+
+
 def write_instance_picture(path: str | Path, points: np.ndarray, point_instance: np.ndarray, title: str = "") -> Path:
     """A top-down PNG of the instances (x-y scatter, one colour per instance, grey for none), written atomically.
 
     points [N, 3] metres; point_instance int64 [N] (-1 = none). At most 200k points are drawn (a fixed subsample).
     """
+    num = int(point_instance.max()) + 1 if len(point_instance) and point_instance.max() >= 0 else 0
+    colors = np.tile(np.asarray(NO_INSTANCE_COLOR, dtype=np.uint8), (len(points), 1))
+    has = point_instance >= 0
+    colors[has] = instance_colors(num)[point_instance[has]]
+    return write_top_view(path, points, colors, title or f"{num} instances (top view)")
+
+
+def write_top_view(path: str | Path, points: np.ndarray, colors: np.ndarray, title: str,
+                   legend: Mapping[str, np.ndarray] | None = None) -> Path:
+    """A top-down PNG (x-y scatter) of points with colours uint8 [N, 3], written atomically; ``legend`` maps
+    names to uint8 [3] colours. At most 200k points are drawn (a fixed subsample)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,19 +142,20 @@ def write_instance_picture(path: str | Path, points: np.ndarray, point_instance:
 
     if len(points) > 200_000:
         keep = np.random.default_rng(0).choice(len(points), 200_000, replace=False)
-        points, point_instance = points[keep], point_instance[keep]
+        points, colors = points[keep], colors[keep]
     order = np.argsort(points[:, 2], kind="stable")  # draw low points first so tops stay visible
-    pts, inst = points[order], point_instance[order]
-    num = int(point_instance.max()) + 1 if len(point_instance) and point_instance.max() >= 0 else 0
-    colors = np.tile(np.asarray(NO_INSTANCE_COLOR, dtype=np.float64) / 255, (len(pts), 1))
-    has = inst >= 0
-    colors[has] = instance_colors(num)[inst[has]] / 255.0
+    pts, colors = points[order], np.asarray(colors, dtype=np.float64)[order] / 255.0
     span = np.ptp(points[:, :2], axis=0) if len(points) else np.ones(2)
     fig, ax = plt.subplots(figsize=(7, 7 * max(span[1], 1e-3) / max(span[0], 1e-3) if span[0] > 0 else 7))
     ax.scatter(pts[:, 0], pts[:, 1], c=colors, s=1.0, linewidths=0)
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)"), ax.set_ylabel("y (m)")
-    ax.set_title(title or f"{num} instances (top view)")
+    ax.set_title(title)
+    if legend:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=np.asarray(c, dtype=np.float64) / 255.0, label=n) for n, c in legend.items()]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

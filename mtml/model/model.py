@@ -1,4 +1,4 @@
-"""The MTML model: backbone + embedding head + direction head, and its checkpoint format."""
+"""The MTML model: shared backbone + embedding, direction and (optional) semantic heads; its checkpoint format."""
 
 from __future__ import annotations
 
@@ -12,26 +12,52 @@ from torch import nn
 from mtml.errors import InputError
 from mtml.io.atomic import atomic_path
 from mtml.model.backbone import BackboneConfig, DilatedBackbone
-from mtml.model.heads import PointwiseHead
+from mtml.model.heads import PointwiseHead, SemanticHead
+
+INPUT_CHANNELS = {"occupancy": 1, "height": 1, "rgb": 3}
+"""Channels of each geometry input feature; "semantic" adds one one-hot channel per class."""
 
 
 @dataclass
 class ModelConfig:
     """What a checkpoint needs to rebuild the network.
 
-    num_classes: semantic classes of the one-hot input.
-    class_ids: the semantic label id of each input channel, in channel order (empty: ids 0 .. num_classes-1).
+    num_classes: semantic classes (of the one-hot input and of the semantic head).
+    class_ids: the semantic label id of each class channel, in channel order (empty: ids 0 .. num_classes-1).
     embedding_dim: size of the metric feature embedding (4 in the paper).
+    inputs: the per-voxel input features, in channel order: "semantic" (one-hot labels, the MTML paper's
+        input), "occupancy" (1 on occupied voxels), "height" (metres above the estimated floor), "rgb"
+        (mean colour in [0, 1]; grey where the scan has none).
+    semantic_head: add the language-grounded semantic head (predicts labels, so plain scans need none).
+    semantic_dim: the semantic head's feature size; equals the text encoder's (384 for all-MiniLM-L6-v2).
+    text_encoder: the encoder whose class-name features are the anchors (recorded; the anchors themselves
+        are stored in the weights, so inference never loads the encoder).
     """
 
     num_classes: int = 6
     embedding_dim: int = 4
     class_ids: list = field(default_factory=list)
+    inputs: list = field(default_factory=lambda: ["semantic"])
+    semantic_head: bool = False
+    semantic_dim: int = 384
+    text_encoder: str = "minilm"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
     def channel_ids(self) -> list:
-        """The label id of each input channel."""
+        """The label id of each class channel."""
         return list(self.class_ids) if self.class_ids else list(range(self.num_classes))
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+    def in_channels(self) -> int:
+        """Number of input channels the listed ``inputs`` make."""
+        unknown = [f for f in self.inputs if f != "semantic" and f not in INPUT_CHANNELS]
+        if unknown or not self.inputs:
+            raise ValueError(f"unknown model inputs {unknown} (known: semantic, {', '.join(INPUT_CHANNELS)})")
+        return sum(self.num_classes if f == "semantic" else INPUT_CHANNELS[f] for f in self.inputs)
+
+    @property
+    def needs_labels(self) -> bool:
+        """True when the network reads semantic labels (one-hot input)."""
+        return "semantic" in self.inputs
 
     @staticmethod
     def from_dict(d: dict) -> "ModelConfig":
@@ -45,7 +71,9 @@ class MTMLNet(nn.Module):
 
     ``embedding``: [B, embedding_dim, X, Y, Z] feature embedding (unnormalised, metric units of the loss).
     ``direction``: [B, 3, X, Y, Z] predicted direction to the object centre (unnormalised; normalise to use).
-    X, Y, Z must be even (see ``mtml.data.dataset.pad_to_multiple``).
+    ``semantic``:  [B, semantic_dim, X, Y, Z] language-grounded feature (with ``semantic_head``); class logits
+                   of selected voxels come from ``model.semantic_head.logits(features [M, D])``.
+    X, Y, Z must be even (see ``mtml.data.dataset.padded_shape``).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -53,15 +81,27 @@ class MTMLNet(nn.Module):
         if cfg.class_ids and len(cfg.class_ids) != cfg.num_classes:
             raise ValueError(f"class_ids has {len(cfg.class_ids)} ids but num_classes is {cfg.num_classes}")
         self.cfg = cfg
-        bb_cfg = BackboneConfig(**{**asdict(cfg.backbone), "in_channels": cfg.num_classes})
+        bb_cfg = BackboneConfig(**{**asdict(cfg.backbone), "in_channels": cfg.in_channels()})
         self.cfg.backbone = bb_cfg
         self.backbone = DilatedBackbone(bb_cfg)
         self.embedding_head = PointwiseHead(bb_cfg.out_channels, cfg.embedding_dim)
         self.direction_head = PointwiseHead(bb_cfg.out_channels, 3)
+        self.semantic_head = SemanticHead(bb_cfg.out_channels, cfg.num_classes, cfg.semantic_dim) if cfg.semantic_head else None
 
-    def forward(self, x: torch.Tensor) -> dict:
+    def forward(self, x: torch.Tensor, coords: Optional[torch.Tensor] = None) -> dict:
+        """Dense outputs [B, D, X, Y, Z] for input x [B, C, X, Y, Z]; with ``coords`` int64 [V, 3] (B = 1) the
+        heads run only at those voxels and each output is [V, D] (rows in the order of coords), which is
+        several times cheaper on sparse scans."""
         feats = self.backbone(x)
-        return {"embedding": self.embedding_head(feats), "direction": self.direction_head(feats)}
+        if coords is not None:
+            v = feats[0][:, coords[:, 0], coords[:, 1], coords[:, 2]]  # [C, V]
+            feats = v[None, :, :, None, None]
+        out = {"embedding": self.embedding_head(feats), "direction": self.direction_head(feats)}
+        if self.semantic_head is not None:
+            out["semantic"] = self.semantic_head(feats)
+        if coords is not None:
+            out = {k: t[0, :, :, 0, 0].T for k, t in out.items()}
+        return out
 
 
 def save_checkpoint(path: str | os.PathLike, model: MTMLNet, extra: Optional[dict] = None) -> None:
@@ -95,6 +135,8 @@ def inference_bytes_per_voxel(cfg: ModelConfig) -> int:
     fused, head hidden layers) plus the half-resolution maps (1/8 of the cells each), with a 1.5x margin.
     """
     b = cfg.backbone
-    full = cfg.num_classes + 4 * b.full_channels + 2 * b.full_channels + b.out_channels + 2 * 32 + cfg.embedding_dim + 3
+    full = cfg.in_channels() + 4 * b.full_channels + 2 * b.full_channels + b.out_channels + 2 * 32 + cfg.embedding_dim + 3
+    if cfg.semantic_head:
+        full += 2 * 64 + cfg.semantic_dim
     half = (2 + b.dilated_blocks) * b.half_channels * 2 / 8
     return int(1.5 * 4 * (full + half))
