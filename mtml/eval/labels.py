@@ -91,6 +91,17 @@ def toy_instance_classes() -> ClassSet:
     return ClassSet("toy", tuple(TOY_INSTANCE_CLASS_IDS), tuple(TOY_CLASS_NAMES[i] for i in TOY_INSTANCE_CLASS_IDS))
 
 
+def longtail_instance_classes() -> ClassSet:
+    """The 44 object classes of the long-tail synthetic benchmark (``mtml.data.longtail``), ids 2..45 (no floor,
+    wall); groups ``head`` / ``common`` / ``tail`` as measured by ``longtail_class_splits`` (cached)."""
+    from mtml.data.longtail import LONGTAIL_CLASS_NAMES, LONGTAIL_OBJECT_CLASS_IDS, longtail_class_splits
+
+    split = longtail_class_splits()
+    groups = {g: tuple(i for i in LONGTAIL_OBJECT_CLASS_IDS if split[i] == g) for g in ("head", "common", "tail")}
+    names = tuple(LONGTAIL_CLASS_NAMES[i] for i in LONGTAIL_OBJECT_CLASS_IDS)
+    return ClassSet("longtail", LONGTAIL_OBJECT_CLASS_IDS, names, groups)
+
+
 _REGISTRY: dict[str, Callable[[], ClassSet]] = {
     "scannet20": scannet20_instance_classes,
     "scannet200": scannet200_instance_classes,
@@ -101,6 +112,9 @@ _REGISTRY: dict[str, Callable[[], ClassSet]] = {
 def register_class_set(name: str, factory: Callable[[], ClassSet]) -> None:
     """Make ``class_set(name)`` return ``factory()``; ``factory`` takes no arguments and builds the ClassSet."""
     _REGISTRY[name] = factory
+
+
+register_class_set("longtail", longtail_instance_classes)
 
 
 def class_set_names() -> Sequence[str]:
@@ -120,13 +134,17 @@ def class_set(name: str) -> ClassSet:
 def label_names(benchmark: str) -> dict[int, str]:
     """Every semantic label id of a benchmark -> its name, stuff classes and 0 ("unlabeled") included.
 
-    benchmark: "toy", "scannet20" or "scannet200".
+    benchmark: "toy", "longtail", "scannet20" or "scannet200".
     """
     if benchmark == "toy":
         from mtml.data.toy import TOY_CLASS_NAMES
 
         return dict(TOY_CLASS_NAMES)
+    if benchmark == "longtail":
+        from mtml.data.longtail import LONGTAIL_CLASS_NAMES
+
+        return dict(LONGTAIL_CLASS_NAMES)
     if benchmark in ("scannet20", "scannet200"):
         data = scannet_label_data()[benchmark]
         return {0: "unlabeled", **{int(i): str(n) for i, n in zip(data["ids"], data["names"])}}
-    raise InputError(None, f"unknown benchmark {benchmark!r} (toy, scannet20, scannet200)")
+    raise InputError(None, f"unknown benchmark {benchmark!r} (toy, longtail, scannet20, scannet200)")
