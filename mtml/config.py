@@ -124,14 +124,37 @@ def apply_overrides(values: dict, overrides: list[str], where: str = "--set") ->
     return values
 
 
-def load_config(path: str | os.PathLike, overrides: Optional[list] = None) -> ExperimentConfig:
-    """Read a YAML experiment config (then ``overrides``, see ``apply_overrides``); InputError names the file on a
-    missing file or a bad setting."""
+def _deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s values put in, recursing into sections that both have."""
+    out = dict(base)
+    for key, val in override.items():
+        out[key] = _deep_merge(out[key], val) if isinstance(val, dict) and isinstance(out.get(key), dict) else val
+    return out
+
+
+def _read_yaml(path: str | os.PathLike, seen: tuple = ()) -> dict:
+    """A config file as a dict; a top-level ``inherit: other.yaml`` (relative to the file) is read first and this
+    file's settings override its settings, section by section."""
     if not os.path.isfile(path):
         raise InputError(path, "no such config file")
+    if os.path.realpath(path) in seen:
+        raise InputError(path, "inherits from itself")
     try:
         with open(path, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
         raise InputError(path, f"not valid YAML ({err})") from None
+    if not isinstance(values, dict):
+        raise InputError(path, "expected a mapping of settings")
+    parent = values.pop("inherit", None)
+    if parent is None:
+        return values
+    base = _read_yaml(os.path.join(os.path.dirname(os.fspath(path)), parent), seen + (os.path.realpath(path),))
+    return _deep_merge(base, values)
+
+
+def load_config(path: str | os.PathLike, overrides: Optional[list] = None) -> ExperimentConfig:
+    """Read a YAML experiment config (with ``inherit``, see ``_read_yaml``; then ``overrides``, see
+    ``apply_overrides``); InputError names the file on a missing file or a bad setting."""
+    values = _read_yaml(path)
     return config_from_dict(apply_overrides(values, list(overrides or [])), os.fspath(path))

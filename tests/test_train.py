@@ -6,6 +6,7 @@ import yaml
 
 from mtml.cli import run_command
 from mtml.cli.train import main as train_main
+from mtml.errors import InputError
 from mtml.model.model import load_checkpoint
 from mtml.train import train
 
@@ -64,3 +65,17 @@ def test_auto_class_sizes_are_measured_and_stored(tiny_config, tmp_path):
     sizes = state["experiment"]["cluster"]["class_sizes"]
     assert set(sizes) <= {1, 2, 3, 4, 5} and len(sizes) >= 2
     assert all(v > 0 for v in sizes.values())
+
+
+def test_config_inherits_section_by_section(tmp_path):
+    from mtml.config import load_config
+
+    (tmp_path / "base.yaml").write_text("name: base\nmodel:\n  embedding_dim: 8\n  semantic_head: true\n"
+                                        "train:\n  epochs: 5\n  lr: 0.01\n")
+    (tmp_path / "child.yaml").write_text("inherit: base.yaml\nname: child\ntrain:\n  epochs: 2\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert cfg.name == "child" and cfg.train.epochs == 2
+    assert cfg.train.lr == 0.01 and cfg.model.embedding_dim == 8 and cfg.model.semantic_head
+    (tmp_path / "loop.yaml").write_text("inherit: loop.yaml\n")
+    with pytest.raises(InputError, match="inherits from itself"):
+        load_config(tmp_path / "loop.yaml")

@@ -3,6 +3,7 @@
   mtml-bench toy-table1 [--multi-task CKPT] [--fe-only CKPT] [--train] [--out DIR]
   mtml-bench toy-generalization [--checkpoint CKPT] [--scenes N]
   mtml-bench toy-plain [--checkpoint CKPT] [--scenes N]   (semantic head + instances, labels removed)
+  mtml-bench longtail [--train] [--runs DIR] [--scenes N]  (seeds/001 Table 1 on the long-tail benchmark)
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def main(argv=None) -> int:
     plain.add_argument("--checkpoint", default=None, help="checkpoint with a semantic head (default: bundled toy.pt)")
     plain.add_argument("--scenes", type=int, default=None, help="evaluate on the first N test scenes only")
     plain.add_argument("--out", default="mtml_bench")
+    lt = sub.add_parser("longtail", help="seeds/001 Table 1: semantic mIoU / precision / recall over head, common, "
+                                         "tail on the long-tail benchmark's test scenes")
+    lt.add_argument("--train", action="store_true", help="train the rows from configs/longtail_*.yaml first "
+                                                         "(resumes interrupted runs)")
+    lt.add_argument("--configs", default="configs", help="folder with the longtail_*.yaml configs (with --train)")
+    lt.add_argument("--runs", default="runs/longtail", help="folder of the runs: <runs>/<row>/last.pt")
+    lt.add_argument("--scenes", type=int, default=None, help="evaluate on the first N test scenes only")
+    lt.add_argument("--out", default="mtml_bench")
     args = p.parse_args(argv)
 
     from mtml.data.toy import toy_scene_seeds
@@ -67,6 +76,8 @@ def main(argv=None) -> int:
         print(f"wrote {out / 'table1.csv'}")
     elif args.command == "toy-plain":
         _toy_plain(args, out)
+    elif args.command == "longtail":
+        _longtail(args, out)
     else:
         from mtml.cli.infer import bundled_checkpoint
 
@@ -107,6 +118,27 @@ def _toy_plain(args, out: Path) -> None:
               "instance_ap50": {TOY_CLASS_NAMES[c]: 100 * float(v) for c, v in zip(TOY_INSTANCE_CLASS_IDS, ap.ap50)},
               "instance_mean_ap50": 100 * float(ap.mean_ap50)}
     atomic_write_text(out / "toy_plain.json", json.dumps(result, indent=2) + "\n")
+
+
+def _longtail(args, out: Path) -> None:
+    """mtml-bench longtail: train (optionally) and evaluate every row; print the table, write longtail.csv."""
+    from mtml.data.longtail import longtail_scene_seeds
+    from mtml.errors import InputError
+    from mtml.eval import longtail_table as lt
+    from mtml.io.atomic import atomic_write_text
+
+    if args.train:
+        checkpoints = lt.train_methods(args.configs, args.runs)
+    else:
+        checkpoints = {m.key: Path(args.runs) / m.key / "last.pt" for m in lt.METHODS}
+        missing = [str(p) for p in checkpoints.values() if not p.exists()]
+        if missing:
+            raise InputError(missing[0], f"no such checkpoint ({len(missing)} rows missing; train them with --train)")
+    seeds = list(longtail_scene_seeds("test"))[: args.scenes]
+    results = {key: lt.evaluate_checkpoint(path, seeds) for key, path in checkpoints.items()}
+    print(f"Long-tail benchmark, {len(seeds)} test scenes (%)\n" + lt.table_text(results))
+    atomic_write_text(out / "longtail.csv", lt.table_csv(results))
+    print(f"wrote {out / 'longtail.csv'}")
 
 
 def entry() -> None:
