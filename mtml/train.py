@@ -24,6 +24,7 @@ from mtml.losses.mtml import total_loss
 from mtml.model.model import MTMLNet, load_checkpoint, save_checkpoint
 
 VAL_SEED_START = 100_000  # validation scenes: seeds far from the benchmark's 0..999
+RARE_SAMPLING_SCENES = 400  # training scenes whose tail-class instances rare-class sampling draws from
 
 
 def _sample_set(cfg: ExperimentConfig, keys, make_scene, scene_transform=None) -> SceneSampleSet:
@@ -46,21 +47,18 @@ def toy_datasets(cfg: ExperimentConfig):
 
 
 def longtail_datasets(cfg: ExperimentConfig):
-    """(train set, validation scene makers) of the long-tail benchmark (``mtml.data.longtail``), with
-    rare-class instance sampling when ``data.rare_instances`` > 0."""
+    """(train set, validation scene makers) of the long-tail benchmark (``mtml.data.longtail``)."""
     from mtml.data.longtail import LongtailSceneConfig, generate_longtail_scene, longtail_scene_seeds
 
-    lt_cfg = LongtailSceneConfig(**cfg.data.longtail)
-    make = partial(generate_longtail_scene, config=lt_cfg)
-    seeds = longtail_scene_seeds("train")[: cfg.data.train_scenes]
-    transform = rare_sampling_transform(cfg, [make(s) for s in seeds]) if cfg.data.rare_instances else None
-    train = _sample_set(cfg, seeds, make, transform)
+    make = partial(generate_longtail_scene, config=LongtailSceneConfig(**cfg.data.longtail))
+    train = _sample_set(cfg, longtail_scene_seeds("train")[: cfg.data.train_scenes], make)
     return train, [partial(make, s) for s in longtail_scene_seeds("val")[: cfg.data.val_scenes]]
 
 
 def rare_sampling_transform(cfg: ExperimentConfig, scenes):
-    """scene_transform inserting ``data.rare_instances`` instances of the benchmark's tail classes (seeds/001:
-    instances of the least frequent third of the classes) from ``scenes`` into each training scene."""
+    """scene_transform inserting ``data.rare_instances`` instances of the tail classes (seeds/001: instances of
+    the least frequent third of the classes, by point count over ``scenes``) from ``scenes`` into each
+    training scene."""
     from mtml.data.longtail import class_frequency_splits
     from mtml.data.rare_sampling import InstanceBank, insert_rare_instances
 
@@ -234,6 +232,9 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
         cfg.cluster.class_sizes = class_sizes
         print(f"class size prior (median voxels per instance): {cfg.cluster.class_sizes}")
     class_alpha = class_balanced_alpha(class_counts)
+    if cfg.data.rare_instances:
+        train_set.scene_transform = rare_sampling_transform(
+            cfg, [train_set.make_scene(k) for k in train_set.keys[:RARE_SAMPLING_SCENES]])
     model = MTMLNet(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     start_epoch, best_score, elapsed = 0, -1.0, 0.0

@@ -84,7 +84,18 @@ def test_bad_input_one_line_exit_2_no_output(name, tiny_checkpoint, tmp_path, ca
 def test_demo_runs_on_bundled_style_checkpoint(tiny_checkpoint, tmp_path, capsys):
     code, out, err = _run(["--demo", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path)], capsys)
     assert code == 0, err
-    assert (tmp_path / "toy_00900.ply").exists() and (tmp_path / "toy_00900_instances.json").exists()
+    assert (tmp_path / "toy_00900_gt.ply").exists() and (tmp_path / "toy_00900_gt_instances.json").exists()
+
+
+def test_demo_of_a_semantic_model_segments_the_plain_scene(tiny_semantic_checkpoint, tmp_path, capsys):
+    code, out, err = _run(["--demo", "--checkpoint", str(tiny_semantic_checkpoint), "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    plain = PlyData.read(str(tmp_path / "toy_00900.ply"))["vertex"].data
+    assert set(plain.dtype.names) == {"x", "y", "z"}
+    assert "predicted labels" in out
+    assert (tmp_path / "toy_00900_instances.ply").exists() and (tmp_path / "toy_00900_semantic.ply").exists()
+    gt = PlyData.read(str(tmp_path / "toy_00900_gt.ply"))["vertex"].data
+    assert {"label", "instance"} <= set(gt.dtype.names) and len(gt) == len(plain)
 
 
 # --- plain scans: a model with a semantic head predicts the labels, then the instances

@@ -91,3 +91,32 @@ def test_memory_estimate_counts_the_semantic_head():
 def test_unknown_input_feature_is_refused():
     with pytest.raises(ValueError, match="unknown model inputs"):
         MTMLNet(ModelConfig(inputs=["normals"]))
+
+
+def test_scannet200_configs_anchor_the_200_class_names():
+    import json
+    from pathlib import Path
+
+    from mtml.config import load_config
+    from mtml.train import set_text_anchors
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("scannet200_semantic_pretrain.yaml", "scannet200_semantic.yaml"):
+        cfg = load_config(root / "configs" / name)
+        assert cfg.model.semantic_head and not cfg.model.needs_labels and cfg.data.semantic_ignore == [0]
+    assert cfg.loss.semantic == "cb_focal" and cfg.data.rare_instances > 0
+    from mtml.eval.labels import scannet_label_data
+
+    names = scannet_label_data()["scannet200"]["names"]
+    assert len(names) == 200 and cfg.model.num_classes == 201  # + "unlabeled"
+    shared = root.parent / "shared" / "data" / "scannet_labels.json"
+    if shared.exists():  # the package's copy is the shared label file's list
+        assert json.loads(shared.read_text())["scannet200"]["names"] == list(names)
+    cfg.model.backbone.full_channels, cfg.model.backbone.half_channels = 4, 8
+    model = MTMLNet(cfg.model)
+    set_text_anchors(model, cfg)
+    from mtml.model.text import make_text_encoder
+
+    expected = make_text_encoder("minilm").encode_sentences([names[0], names[-1]])
+    assert torch.allclose(model.semantic_head.anchors[1], expected[0], atol=1e-5)
+    assert torch.allclose(model.semantic_head.anchors[200], expected[1], atol=1e-5)

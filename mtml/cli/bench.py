@@ -95,28 +95,19 @@ def _toy_plain(args, out: Path) -> None:
     import json
 
     from mtml.cli.infer import bundled_checkpoint
-    from mtml.config import config_from_dict
-    from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, generate_scene, toy_scene_seeds
-    from mtml.eval.labels import toy_instance_classes
-    from mtml.eval.plain_scans import evaluate_plain_scans
+    from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, toy_scene_seeds
+    from mtml.eval.plain_scans import box_class_miou, evaluate_toy_plain
     from mtml.io.atomic import atomic_write_text
-    from mtml.model.model import load_checkpoint
 
     ckpt = args.checkpoint or str(bundled_checkpoint("toy.pt"))
-    model, state = load_checkpoint(ckpt)
-    exp = config_from_dict(state.get("experiment", {}), ckpt)
     seeds = toy_scene_seeds("test")[: args.scenes]
-    ap, sem = evaluate_plain_scans(model, exp.cluster, exp.data.voxel_size, (generate_scene(s) for s in seeds),
-                                   toy_instance_classes(), TOY_CLASS_NAMES, total=len(seeds))
-    boxes = [sem.iou[sem.class_ids.index(c)] for c in TOY_INSTANCE_CLASS_IDS]
-    box_miou = 100 * sum(boxes) / len(boxes)
+    ap, sem = evaluate_toy_plain(ckpt, seeds)
+    ap50 = {TOY_CLASS_NAMES[c]: 100 * float(v) for c, v in zip(TOY_INSTANCE_CLASS_IDS, ap.ap50)}
     print(f"Plain toy scans ({len(seeds)} test scenes, labels removed; {ckpt})\n{sem.table()}")
-    print(f"semantic mIoU: five box classes {box_miou:.1f}, all six classes {100 * sem.miou:.1f}")
-    print("instance AP50 (%): " + "  ".join(f"{TOY_CLASS_NAMES[c]} {100 * v:.1f}" for c, v in
-                                         zip(TOY_INSTANCE_CLASS_IDS, ap.ap50)) + f"  mean {100 * ap.mean_ap50:.1f}")
-    result = {"checkpoint": ckpt, "scenes": len(seeds), "box_miou": box_miou, "semantic": sem.to_dict(),
-              "instance_ap50": {TOY_CLASS_NAMES[c]: 100 * float(v) for c, v in zip(TOY_INSTANCE_CLASS_IDS, ap.ap50)},
-              "instance_mean_ap50": 100 * float(ap.mean_ap50)}
+    print(f"semantic mIoU: five box classes {100 * box_class_miou(sem):.1f}, all six classes {100 * sem.miou:.1f}")
+    print("instance AP50 (%): " + "  ".join(f"{k} {v:.1f}" for k, v in ap50.items()) + f"  mean {100 * ap.mean_ap50:.1f}")
+    result = {"checkpoint": ckpt, "scenes": len(seeds), "box_miou": 100 * box_class_miou(sem), "semantic": sem.to_dict(),
+              "instance_ap50": ap50, "instance_mean_ap50": 100 * float(ap.mean_ap50)}
     atomic_write_text(out / "toy_plain.json", json.dumps(result, indent=2) + "\n")
 
 

@@ -41,13 +41,16 @@ def read_scan(path: str, benchmark: str, label_map: str | None = None):
     return read_ply(path)
 
 
-def write_demo_scene(out_dir: str, seed: int = 900) -> Path:
-    """Write toy test scene ``seed`` (with ground-truth label and instance) as ``out_dir/toy_<seed>.ply``."""
+def write_demo_scene(out_dir: str, plain: bool, seed: int = 900) -> Path:
+    """Write toy test scene ``seed`` to ``out_dir``: ``toy_<seed>_gt.ply`` with its ground-truth ``label`` and
+    ``instance``, and, with ``plain``, ``toy_<seed>.ply`` with x y z only (what a user's plain scan looks like).
+    Returns the file to segment: the plain one, or the ground truth for models that read labels."""
     from mtml.data.toy import generate_scene
-    from mtml.io.ply import scene_to_ply
+    from mtml.io.ply import scene_to_ply, write_ply
 
     scene = generate_scene(seed)
-    return scene_to_ply(scene, Path(out_dir) / f"{scene.name}.ply")
+    gt = scene_to_ply(scene, Path(out_dir) / f"{scene.name}_gt.ply")
+    return write_ply(Path(out_dir) / f"{scene.name}.ply", scene.points) if plain else gt
 
 
 def main(argv=None) -> int:
@@ -55,7 +58,8 @@ def main(argv=None) -> int:
     p.add_argument("inputs", nargs="*", help="PLY files (x y z, optional colour and per-vertex 'label' semantic ids), "
                                              "or ScanNet scan folders (<scene>_vh_clean_2.ply + segs + aggregation)")
     p.add_argument("--demo", action="store_true",
-                   help="write a synthetic toy test scene (seed 900) to --out as PLY and segment it")
+                   help="write a synthetic toy test scene (seed 900) to --out, as a plain PLY (x y z) and with its "
+                        "ground truth (_gt.ply), and segment it")
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: the bundled {DEFAULT_CHECKPOINT})")
     p.add_argument("--out", default="mtml_out", help="output folder (default: mtml_out)")
     p.add_argument("--max-memory-gb", type=float, default=8.0,
@@ -90,7 +94,7 @@ def main(argv=None) -> int:
 
     inputs = list(args.inputs)
     if args.demo:
-        inputs.append(str(write_demo_scene(args.out)))
+        inputs.append(str(write_demo_scene(args.out, plain=not model.cfg.needs_labels)))
     scenes = [read_scan(path, exp.data.benchmark, args.label_map) for path in inputs]
     grids, voxelize_s = [], []
     for scene in scenes:  # every input is checked (labels, grid size) before any output is written

@@ -36,3 +36,24 @@ def evaluate_plain_scans(model, cluster_cfg, voxel_size: float, scenes: Iterable
     ap = evaluate_scenes(plain_scan_segmenter(model, cluster_cfg, voxel_size), scenes, classes, progress=progress,
                          desc=desc, total=total, semantic=confusion)
     return ap, confusion.result(class_names)
+
+
+def evaluate_toy_plain(checkpoint: str, seeds, progress: bool = True) -> tuple[InstanceAPResult, SemanticResult]:
+    """``evaluate_plain_scans`` of a toy checkpoint (with its own cluster settings) on the toy scenes ``seeds``."""
+    from mtml.config import config_from_dict
+    from mtml.data.toy import TOY_CLASS_NAMES, generate_scene
+    from mtml.eval.labels import toy_instance_classes
+    from mtml.model.model import load_checkpoint
+
+    model, state = load_checkpoint(checkpoint)
+    exp = config_from_dict(state.get("experiment", {}), str(checkpoint))
+    seeds = list(seeds)
+    return evaluate_plain_scans(model, exp.cluster, exp.data.voxel_size, (generate_scene(s) for s in seeds),
+                                toy_instance_classes(), TOY_CLASS_NAMES, progress=progress, total=len(seeds))
+
+
+def box_class_miou(result: SemanticResult) -> float:
+    """Mean IoU over the toy benchmark's five box classes (the floor left out), a fraction."""
+    from mtml.data.toy import TOY_INSTANCE_CLASS_IDS
+
+    return sum(float(result.iou[result.class_ids.index(c)]) for c in TOY_INSTANCE_CLASS_IDS) / len(TOY_INSTANCE_CLASS_IDS)

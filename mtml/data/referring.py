@@ -1,0 +1,790 @@
+"""A synthetic referring benchmark: descriptions that each pick out exactly one object of a scene.
+
+For a referring-segmentation head (LESS-style: a sentence in, the described object's point mask out).
+Records use ScanRefer's JSON schema, so the same loader serves real ScanRefer files: a list of dicts with
+
+* ``scene_id``    the Scene's name (``"toy_00012"``, ``"longtail_00012"``, or a ScanNet scan id);
+* ``object_id``   str of the target's instance id in that scene (``scene.instances == int(object_id)``);
+* ``object_name`` its class name, spaces replaced by underscores (``"office_chair"``);
+* ``ann_id``      str, ``"0"``, ``"1"``, ... per object;
+* ``description`` the sentence;
+* ``token``       its lowercase word tokens, punctuation split off (``tokenize``);
+* generated records also carry ``predicate``: the logical fact the sentence was rendered from (below).
+
+Viewpoint convention (every spatial word obeys it). Coordinates in metres, z up. The viewer stands at the
+room's -y side looking toward +y, so
+
+* "left" = smaller x, "right" = larger x;
+* "front" / "in front of" / "near" = smaller y, "back" / "behind" / "far" = larger y;
+* "on top of": the target's bottom lies on the anchor's top: the target's centre is over the anchor's
+  footprint, and the highest anchor points around the target (within 0.1 m of its footprint, not above its
+  bottom + 0.15 m) are within ``MARGINS["on_top"]`` (10 cm) of the target's lowest point;
+* "next to": footprints (minimum-area rectangles around the points' xy) within ``MARGINS["next_to"]`` (0.5 m);
+* corners: the four corners of the scene's floor extent (xy bounding box of all its points), named
+  "front left" (min x, min y), "front right", "back left", "back right" (max x, max y);
+* "the middle of the room": the centre of that extent.
+
+Facts (``scene_facts``) come from the scene's points, labels and instances only, so they work on any labelled
+Scene, real scans included. Descriptions are rendered from predicates (``evaluate_predicate``) and a
+description is only kept when its predicate holds for exactly one object with a clear margin: the target
+holds it with every threshold tightened by its band (``slack=-1``) and no other object holds it with every
+threshold loosened (``slack=+1``). Fact types (``FACTS``):
+
+* category alone, when the class is unique in the scene ("the pillar");
+* size superlatives within the class (largest / smallest by volume, tallest / shortest by height), when the
+  winner beats the runner-up by more than 15 %;
+* position within the class: left-most, right-most, front-most, back-most, nearest a corner, in the middle;
+* relations to an anchor whose class is unique in the scene: next to, left of, right of, behind,
+  in front of, on top of.
+
+Phrasings live in one table (``TEMPLATES``), optional colour-free adjectives in another (``ADJECTIVES``);
+``generator_vocabulary`` lists every word the generator can use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from mtml.data.longtail import LONGTAIL_CLASS_NAMES, generate_longtail_scene, longtail_scene_seeds
+from mtml.data.toy import TOY_CLASS_NAMES, footprint_corners, generate_scene, polygon_distance, toy_scene_seeds
+from mtml.errors import InputError
+from mtml.io.atomic import atomic_write_text
+from mtml.scene import Scene
+
+TOY_VAL_SEED_START = 100_000
+"""First toy validation seed (as ``mtml.train.VAL_SEED_START``); the val split is 100 scenes from here."""
+TOY_VAL_SCENES = 100
+KINDS = ("toy", "longtail")
+SPLITS = ("train", "val", "test")
+STRUCTURE_CLASSES = frozenset({"floor", "wall", "ceiling"})
+"""Class names never described (they are the room, not objects in it)."""
+
+MARGINS = {
+    "size_ratio": 1.15,    # a size superlative's winner beats the runner-up by this factor (at slack -1)
+    "position": 0.25,      # m: left-most etc. beat the runner-up's coordinate by this (band)
+    "corner": 0.3,         # m: nearest-corner beats the runner-up's distance by this (band)
+    "middle_radius": 0.2,  # share of the room's shorter side: "middle" lies within it of the centre
+    "middle_band": 0.1,    # m: band on that radius
+    "next_to": 0.5,        # m: footprint distance of "next to"
+    "next_to_band": 0.15,  # m
+    "direction": 0.15,     # m: band on centre coordinates for left of / right of / behind / in front of
+    "on_top": 0.1,         # m: |target bottom - anchor top under it| of "on top of"
+    "on_top_band": 0.05,   # m
+    "adjective_band": 0.05,  # relative band on adjective thresholds
+}
+"""Thresholds of the predicates (metres unless noted). A threshold t with band b is t + slack * b."""
+
+CORNERS = {"front left": (0, 0), "front right": (1, 0), "back left": (0, 1), "back right": (1, 1)}
+"""Corner name -> (x side, y side) of the floor extent: 0 = min, 1 = max."""
+
+_POSITION_FACTS = ("left-most", "right-most", "front-most", "back-most", "corner", "middle")
+_SIZE_FACTS = ("largest", "smallest", "tallest", "shortest")
+_RELATION_FACTS = ("next to", "left of", "right of", "behind", "in front of", "on top of")
+FACTS = {"category": ("category",), "size": _SIZE_FACTS, "position": _POSITION_FACTS, "relation": _RELATION_FACTS}
+"""Fact type -> the fact keys of ``TEMPLATES`` and of a predicate's ``"fact"``."""
+
+# Placeholders: {target} the class name with the optional adjective ("tall cabinet"), {a_target} the same with
+# its article, {name} the bare class name, {names} its plural, {anchor} the anchor's class name, {corner} a
+# key of CORNERS. Size superlatives take no adjective (size facts carry their own).
+TEMPLATES = {
+    "category": (
+        "the {target}",
+        "the only {name} in the room",
+        "find the {target}.",
+        "there is one {target} in this room.",
+        "this is {a_target}.",
+    ),
+    "largest": (
+        "the largest {name}",
+        "the {name} that is the largest",
+        "find the largest of the {names}.",
+        "the {name} that takes up the most space",
+    ),
+    "smallest": (
+        "the smallest {name}",
+        "the {name} that is the smallest",
+        "find the smallest of the {names}.",
+        "the {name} that takes up the least space",
+    ),
+    "tallest": (
+        "the tallest {name}",
+        "the {name} that is taller than the other {names}",
+        "find the tallest of the {names}.",
+        "of all the {names}, the tallest one",
+    ),
+    "shortest": (
+        "the shortest {name}",
+        "the {name} that is shorter than the other {names}",
+        "find the shortest of the {names}.",
+        "of all the {names}, the shortest one",
+    ),
+    "left-most": (
+        "the left-most {target}",
+        "the {target} farthest to the left",
+        "find the {name} on the far left.",
+        "of all the {names}, the one furthest left",
+    ),
+    "right-most": (
+        "the right-most {target}",
+        "the {target} farthest to the right",
+        "find the {name} on the far right.",
+        "of all the {names}, the one furthest right",
+    ),
+    "front-most": (
+        "the front-most {target}",
+        "the nearest {target}",
+        "find the {name} closest to the front.",
+        "of all the {names}, the one furthest to the front",
+    ),
+    "back-most": (
+        "the back-most {target}",
+        "the {target} farthest back",
+        "find the {name} at the very back of the room.",
+        "of all the {names}, the one furthest back",
+    ),
+    "corner": (
+        "the {target} nearest the {corner} corner",
+        "{target} in the {corner} corner of the room",
+        "find the {name} closest to the {corner} corner.",
+        "the {target} that is nearest to the room's {corner} corner",
+    ),
+    "middle": (
+        "the {target} in the middle of the room",
+        "{target} at the centre of the room",
+        "find the {name} standing in the center of the room.",
+        "the {target} that is closest to the middle of the room",
+    ),
+    "next to": (
+        "the {target} next to the {anchor}",
+        "{target} beside the {anchor}",
+        "find the {target} that stands next to the {anchor}.",
+        "the {target} which is closest to the {anchor}",
+        "this is {a_target}. it is next to the {anchor}.",
+    ),
+    "left of": (
+        "the {target} to the left of the {anchor}",
+        "{target} on the left side of the {anchor}",
+        "find the {target} that is left of the {anchor}.",
+        "the {target} which is to the {anchor}'s left",
+        "this is {a_target}. it is on the left of the {anchor}.",
+    ),
+    "right of": (
+        "the {target} to the right of the {anchor}",
+        "{target} on the right side of the {anchor}",
+        "find the {target} that is right of the {anchor}.",
+        "the {target} which is to the {anchor}'s right",
+        "this is {a_target}. it is on the right of the {anchor}.",
+    ),
+    "behind": (
+        "the {target} behind the {anchor}",
+        "{target} further back than the {anchor}",
+        "find the {target} that is behind the {anchor}.",
+        "the {target} which is farther away than the {anchor}",
+        "this is {a_target}. it is behind the {anchor}.",
+    ),
+    "in front of": (
+        "the {target} in front of the {anchor}",
+        "{target} closer to the front than the {anchor}",
+        "find the {target} that is in front of the {anchor}.",
+        "the {target} which is nearer than the {anchor}",
+        "this is {a_target}. it is in front of the {anchor}.",
+    ),
+    "on top of": (
+        "the {target} on top of the {anchor}",
+        "{target} on the {anchor}",
+        "find the {target} that sits on the {anchor}.",
+        "the {target} which is placed on top of the {anchor}",
+        "this is {a_target}. it is on the {anchor}.",
+    ),
+}
+"""Fact key -> its phrasings (the generator's whole sentence vocabulary, with ``ADJECTIVES`` and ``CORNERS``)."""
+
+ADJECTIVES = {
+    "tall": ("height", ">=", 1.0),
+    "low": ("height", "<=", 0.45),
+    "big": ("volume", ">=", 0.5),
+    "small": ("volume", "<=", 0.08),
+    "long": ("elongation", ">=", 1.8),
+    "flat": ("flatness", "<=", 0.6),
+}
+"""Optional colour-free adjective -> (measure of ``SceneFacts.measure``, comparison, threshold). Units: height m,
+volume m^3, elongation = footprint length / width, flatness = height / footprint width."""
+ADJECTIVE_PROB = 0.35
+"""Share of descriptions that get an adjective (when one applies and the template takes one)."""
+
+
+# ------------------------------------------------------------------------------------------------ tokens
+
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)*|(?<=[a-z0-9])'[a-z]+|[^\sa-z0-9]")
+
+
+def tokenize(description: str) -> list:
+    """A description -> its lowercase tokens, ScanRefer-style: words (hyphenated words and decimals kept
+    whole), a possessive "'s" on its own, and every punctuation mark as its own token.
+
+    ``tokenize("This is the sofa's cushion.")`` -> ``["this", "is", "the", "sofa", "'s", "cushion", "."]``.
+    """
+    return _TOKEN_RE.findall(description.lower())
+
+
+def _plural(name: str) -> str:
+    """English plural of a class name's last word ("box" -> "boxes", "shelf" -> "shelves")."""
+    if name.endswith(("s", "x", "ch", "sh")):
+        return name + "es"
+    if name.endswith("f"):
+        return name[:-1] + "ves"
+    if name.endswith("y") and name[-2:-1] not in "aeiou":
+        return name[:-1] + "ies"
+    return name + "s"
+
+
+def _with_article(phrase: str) -> str:
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def generator_vocabulary(class_names: Optional[dict] = None) -> set:
+    """Every token the generator can emit: the words of ``TEMPLATES``, ``ADJECTIVES``, ``CORNERS``, the
+    articles, and the names (and plurals) of ``class_names`` (dict id -> name; default: the toy and the
+    long-tail classes). Returns set[str]."""
+    if class_names is None:
+        class_names = {**{f"t{k}": v for k, v in TOY_CLASS_NAMES.items()}, **LONGTAIL_CLASS_NAMES}
+    words = {"a", "an", *ADJECTIVES}
+    for templates in TEMPLATES.values():
+        for template in templates:
+            words.update(tokenize(re.sub(r"\{[a-z_]+\}", " ", template)))
+    for phrase in [*CORNERS, *class_names.values(), *map(_plural, class_names.values())]:
+        words.update(tokenize(phrase))
+    return words
+
+
+# ------------------------------------------------------------------------------------------------- facts
+
+
+@dataclass
+class SceneFacts:
+    """Geometry of a scene's K objects (rows in instance-id order). Metres throughout.
+
+    instances:      int64 [K] instance ids; labels: int64 [K] class ids (majority of the points);
+    names:          list[str] class names;
+    bbox_min/max:   float64 [K, 3] axis-aligned bounds of each object's points;
+    footprint:      float64 [K, 4, 2] minimum-area rectangle around the points' xy (counter-clockwise);
+    footprint_size: float64 [K, 2] its (length, width), length >= width;
+    num_points:     int64 [K];
+    room_min/max:   float64 [2] xy extent of all the scene's points (the floor extent);
+    gap:            float64 [K, K] distance between footprints (0 where they touch or overlap);
+    support_gap:    float64 [K, K] [i, j]: lowest z of i minus the top of j's surface around it (the highest
+                    of j's points within 0.1 m of i's footprint and at most 0.15 m above i's bottom); NaN
+                    unless i's centre is over j's footprint and i's bottom > 0.15 m above j's (or < 3 such
+                    points): ~0 when i stands on j.
+    """
+
+    instances: np.ndarray
+    labels: np.ndarray
+    names: list
+    bbox_min: np.ndarray
+    bbox_max: np.ndarray
+    footprint: np.ndarray
+    footprint_size: np.ndarray
+    num_points: np.ndarray
+    room_min: np.ndarray
+    room_max: np.ndarray
+    gap: np.ndarray
+    support_gap: np.ndarray
+
+    @property
+    def center(self) -> np.ndarray:
+        """float64 [K, 3]: centres of the bounding boxes."""
+        return (self.bbox_min + self.bbox_max) / 2.0
+
+    @property
+    def height(self) -> np.ndarray:
+        """float64 [K]: vertical extent of each object's points."""
+        return self.bbox_max[:, 2] - self.bbox_min[:, 2]
+
+    @property
+    def volume(self) -> np.ndarray:
+        """float64 [K]: footprint area times height, m^3."""
+        return self.footprint_size.prod(1) * self.height
+
+    def measure(self, name: str) -> np.ndarray:
+        """float64 [K] of a named measure: height, volume, elongation (length / width) or flatness
+        (height / width)."""
+        width = np.maximum(self.footprint_size[:, 1], 1e-6)
+        return {"height": self.height, "volume": self.volume, "elongation": self.footprint_size[:, 0] / width,
+                "flatness": self.height / width}[name]
+
+    def row(self, instance_id: int) -> int:
+        """Row of an instance id; KeyError when the scene has no such object."""
+        hits = np.flatnonzero(self.instances == int(instance_id))
+        if not len(hits):
+            raise KeyError(instance_id)
+        return int(hits[0])
+
+
+_ANGLES = np.deg2rad(np.arange(0.0, 90.0, 0.5))
+
+
+def min_area_rectangle(xy: np.ndarray) -> tuple:
+    """The smallest-area rectangle around 2D points (yaw searched in 0.5 degree steps).
+
+    xy: float [M, 2], metres (M >= 1). Returns (corners float64 [4, 2] counter-clockwise, size float64 [2]
+    (length, width) with length >= width).
+    """
+    xy = np.asarray(xy, np.float64)
+    d = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], 1)  # [A, 2]
+    u, v = xy @ d.T, xy @ np.stack([-d[:, 1], d[:, 0]], 1).T  # [M, A]
+    eu, ev = u.max(0) - u.min(0), v.max(0) - v.min(0)
+    a = int(np.argmin(eu * ev))
+    cu, cv = (u[:, a].max() + u[:, a].min()) / 2.0, (v[:, a].max() + v[:, a].min()) / 2.0
+    center = cu * d[a] + cv * np.array([-d[a, 1], d[a, 0]])
+    corners = footprint_corners(center, np.array([eu[a], ev[a]]) / 2.0, np.asarray(_ANGLES[a]))
+    return corners, np.sort([eu[a], ev[a]])[::-1].copy()
+
+
+def _inside_rectangle(xy: np.ndarray, corners: np.ndarray, inset: float) -> np.ndarray:
+    """bool [M]: points [M, 2] inside the rectangle ``corners`` [4, 2] shrunk by ``inset`` metres."""
+    o = corners[0]
+    inside = np.ones(len(xy), dtype=bool)
+    for e in (corners[1] - o, corners[3] - o):
+        n = np.linalg.norm(e)
+        if n < 2 * inset:
+            return np.zeros(len(xy), dtype=bool)
+        t = (xy - o) @ (e / n)
+        inside &= (t >= inset) & (t <= n - inset)
+    return inside
+
+
+def scene_facts(scene: Scene, class_names: dict) -> SceneFacts:
+    """Geometry facts of every object of a labelled scene.
+
+    scene: a Scene with ``labels`` and ``instances``; class_names: dict class id -> name. Objects are the
+    instance ids >= 0 whose majority label is named in ``class_names`` and is not a structure class
+    (floor, wall, ceiling). Returns SceneFacts (see there for the arrays and units). InputError when the
+    scene has no labels or instances.
+    """
+    if scene.labels is None or scene.instances is None:
+        raise InputError(scene.source or scene.name, "referring facts need per-point labels and instances")
+    points = np.asarray(scene.points, np.float64)
+    inst = np.asarray(scene.instances)
+    ids, rows, per = [], [], []
+    order = np.argsort(inst, kind="stable")
+    uniq, starts = np.unique(inst[order], return_index=True)
+    for k, i in enumerate(uniq):
+        if i < 0:
+            continue
+        idx = order[starts[k]: starts[k + 1] if k + 1 < len(uniq) else len(order)]
+        label = int(np.bincount(np.asarray(scene.labels)[idx]).argmax())
+        name = class_names.get(label)
+        if name is None or name in STRUCTURE_CLASSES:
+            continue
+        ids.append(int(i))
+        rows.append((label, name))
+        per.append(idx)
+    k = len(ids)
+    bmin, bmax = np.zeros((k, 3)), np.zeros((k, 3))
+    fp, fsize = np.zeros((k, 4, 2)), np.zeros((k, 2))
+    for r, idx in enumerate(per):
+        p = points[idx]
+        bmin[r], bmax[r] = p.min(0), p.max(0)
+        fp[r], fsize[r] = min_area_rectangle(p[:, :2])
+    gap = polygon_distance(fp[:, None], fp[None]) if k else np.zeros((0, 0))
+    support = np.full((k, k), np.nan)
+    reach = MARGINS["on_top"] + MARGINS["on_top_band"]  # the loosest "on top of" still tested
+    center = (bmin[:, :2] + bmax[:, :2]) / 2.0
+    for i in range(k):
+        for j in range(k):
+            # i can stand on j only if i's centre is over j's footprint and i's bottom is above j's
+            if i == j or bmin[i, 2] - bmin[j, 2] <= reach or not _inside_rectangle(center[i:i + 1], fp[j], 0.0)[0]:
+                continue
+            # j's surface around i (i hides the part right under it): the highest of j's points near i's
+            # footprint that are not above i's bottom (a headboard or an armrest beside i does not count)
+            near = points[per[j]]
+            near = near[_inside_rectangle(near[:, :2], fp[i], -0.1) & (near[:, 2] <= bmin[i, 2] + reach)]
+            if len(near) >= 3:
+                support[i, j] = bmin[i, 2] - near[:, 2].max()
+    room_min = points[:, :2].min(0) if len(points) else np.zeros(2)
+    room_max = points[:, :2].max(0) if len(points) else np.zeros(2)
+    return SceneFacts(instances=np.asarray(ids, np.int64), labels=np.asarray([r[0] for r in rows], np.int64),
+                      names=[r[1] for r in rows], bbox_min=bmin, bbox_max=bmax, footprint=fp, footprint_size=fsize,
+                      num_points=np.asarray([len(i) for i in per], np.int64), room_min=room_min, room_max=room_max,
+                      gap=gap, support_gap=support)
+
+
+# -------------------------------------------------------------------------------------------- predicates
+#
+# A predicate is a JSON-able dict: {"fact": a key of TEMPLATES, "label": class id of the target,
+# "anchor_id": str instance id (relations) or None, "corner": a key of CORNERS (fact "corner") or None,
+# "adjectives": list of ADJECTIVES keys}.
+
+
+def _beats_others(value: np.ndarray, members: np.ndarray, band: float, slack: float, ratio: bool) -> np.ndarray:
+    """bool [K]: members whose ``value`` is below every other member's, by ``-slack`` bands (a band is
+    multiplicative when ``ratio``); False for non-members."""
+    out = np.zeros(len(value), dtype=bool)
+    idx = np.flatnonzero(members)
+    for i in idx:
+        others = value[idx[idx != i]]
+        best = others.min() if len(others) else np.inf
+        out[i] = value[i] < (best * band ** slack if ratio else best + slack * band)
+    return out
+
+
+def evaluate_predicate(facts: SceneFacts, predicate: dict, slack: float = 0.0) -> np.ndarray:
+    """Which objects a predicate holds for.
+
+    facts: SceneFacts; predicate: dict (see above); slack: moves every threshold by that many bands
+    (``MARGINS``): -1 tightens (clear cases only), +1 loosens (near misses count), 0 is the plain meaning.
+    Returns bool [K] over the rows of ``facts``. InputError for an unknown fact, corner, adjective or anchor.
+    """
+    fact, m = predicate.get("fact"), MARGINS
+    members = facts.labels == int(predicate["label"])
+    if fact == "category":
+        hold = members.copy()
+    elif fact in _SIZE_FACTS:
+        measure = facts.height if fact in ("tallest", "shortest") else facts.volume
+        sign = -1.0 if fact in ("largest", "tallest") else 1.0
+        # compare 1 / value for "largest" so that one "beats the others" test serves both directions
+        value = np.maximum(measure, 1e-9) ** sign
+        hold = _beats_others(value, members, m["size_ratio"], slack, ratio=True)
+    elif fact in _POSITION_FACTS:
+        c = facts.center[:, :2]
+        if fact == "corner":
+            if predicate.get("corner") not in CORNERS:
+                raise InputError(None, f"unknown corner {predicate.get('corner')!r}")
+            sx, sy = CORNERS[predicate["corner"]]
+            corner = np.array([(facts.room_min, facts.room_max)[sx][0], (facts.room_min, facts.room_max)[sy][1]])
+            hold = _beats_others(np.linalg.norm(c - corner, axis=1), members, m["corner"], slack, ratio=False)
+        elif fact == "middle":
+            d = np.linalg.norm(c - (facts.room_min + facts.room_max) / 2.0, axis=1)
+            radius = m["middle_radius"] * (facts.room_max - facts.room_min).min() + slack * m["middle_band"]
+            hold = _beats_others(d, members, m["corner"], slack, ratio=False) & (d <= radius)
+        else:
+            axis, sign = {"left-most": (0, 1.0), "right-most": (0, -1.0), "front-most": (1, 1.0),
+                          "back-most": (1, -1.0)}[fact]
+            hold = _beats_others(sign * c[:, axis], members, m["position"], slack, ratio=False)
+    elif fact in _RELATION_FACTS:
+        try:
+            a = facts.row(int(predicate["anchor_id"]))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(None, f"anchor {predicate.get('anchor_id')!r} is not an object of the scene") from None
+        on_top = np.abs(facts.support_gap[:, a]) <= m["on_top"] + slack * m["on_top_band"]
+        on_top &= ~np.isnan(facts.support_gap[:, a])
+        if fact == "on top of":
+            rel = on_top
+        else:
+            stacked = on_top | (np.abs(facts.support_gap[a, :]) <= m["on_top"] + slack * m["on_top_band"])
+            c, ca, band = facts.center, facts.center[a], slack * m["direction"]
+            rel = {
+                "next to": lambda: facts.gap[:, a] <= m["next_to"] + slack * m["next_to_band"],
+                "left of": lambda: c[:, 0] < ca[0] + band,
+                "right of": lambda: c[:, 0] > ca[0] - band,
+                "behind": lambda: c[:, 1] > ca[1] - band,
+                "in front of": lambda: c[:, 1] < ca[1] + band,
+            }[fact]() & ~stacked
+        hold = members & rel
+        hold[a] = False
+    else:
+        raise InputError(None, f"unknown fact {fact!r} (expected one of {', '.join(TEMPLATES)})")
+    for adj in predicate.get("adjectives") or ():
+        if adj not in ADJECTIVES:
+            raise InputError(None, f"unknown adjective {adj!r}")
+        measure, op, thr = ADJECTIVES[adj]
+        value = facts.measure(measure)
+        band = 1.0 + slack * m["adjective_band"]
+        hold &= value >= thr / band if op == ">=" else value <= thr * band
+    return hold
+
+
+def _unique_target(facts: SceneFacts, predicate: dict) -> Optional[int]:
+    """Row of the one object the predicate clearly picks out (holds at slack -1, and no other object holds
+    it at slack +1), or None."""
+    loose = evaluate_predicate(facts, predicate, slack=1.0)
+    if loose.sum() != 1:
+        return None
+    row = int(np.flatnonzero(loose)[0])
+    return row if evaluate_predicate(facts, predicate, slack=-1.0)[row] else None
+
+
+def candidate_predicates(facts: SceneFacts) -> list:
+    """Every predicate that clearly identifies one object (without adjectives).
+
+    Returns list[(row, predicate dict)] in a fixed order: per class (ascending id), category, size, position,
+    then relations to every anchor whose class is unique in the scene (ascending instance id).
+    Superlatives and positions are only tried for classes with >= 2 objects.
+    """
+    labels, counts = np.unique(facts.labels, return_counts=True)
+    unique_class = {int(lb) for lb, n in zip(labels, counts) if n == 1}
+    anchors = [r for r in range(len(facts.labels)) if int(facts.labels[r]) in unique_class]
+    out = []
+    for lb, n in zip(labels.tolist(), counts.tolist()):
+        tries = []
+        if n == 1:
+            tries.append({"fact": "category"})
+        else:
+            tries += [{"fact": f} for f in _SIZE_FACTS + _POSITION_FACTS if f != "corner"]
+            tries += [{"fact": "corner", "corner": c} for c in CORNERS]
+        for a in anchors:
+            if facts.labels[a] != lb:
+                tries += [{"fact": f, "anchor_id": str(int(facts.instances[a]))} for f in _RELATION_FACTS]
+        for t in tries:
+            pred = {"fact": t["fact"], "label": int(lb), "anchor_id": t.get("anchor_id"), "corner": t.get("corner"),
+                    "adjectives": []}
+            row = _unique_target(facts, pred)
+            if row is not None:
+                out.append((row, pred))
+    return out
+
+
+def _adjectives_for(facts: SceneFacts, row: int) -> list:
+    """The adjectives that clearly hold for an object (at slack -1) and are not already in its class name."""
+    words = set(facts.names[row].split())
+    base = {"fact": "category", "label": int(facts.labels[row]), "adjectives": []}
+    return [adj for adj in ADJECTIVES if adj not in words
+            and evaluate_predicate(facts, {**base, "adjectives": [adj]}, slack=-1.0)[row]]
+
+
+def render_description(facts: SceneFacts, predicate: dict, template: str) -> str:
+    """Fill a template of ``TEMPLATES[predicate["fact"]]`` for a predicate (its first adjective, if any, goes
+    before the target's name). Returns the description str."""
+    name = facts.names[int(np.flatnonzero(facts.labels == int(predicate["label"]))[0])]
+    adj = predicate.get("adjectives") or []
+    target = " ".join([*adj[:1], name])
+    anchor = ""
+    if predicate.get("anchor_id") is not None:
+        anchor = facts.names[facts.row(int(predicate["anchor_id"]))]
+    return template.format(target=target, a_target=_with_article(target), name=name, names=_plural(name),
+                           anchor=anchor, corner=predicate.get("corner") or "")
+
+
+def _takes_adjective(fact: str, template: str) -> bool:
+    return fact not in _SIZE_FACTS and ("{target}" in template or "{a_target}" in template)
+
+
+def candidate_descriptions(facts: SceneFacts) -> list:
+    """Every description the generator could emit for a scene: each candidate predicate, in each of its
+    phrasings, bare and with each adjective that applies. Returns list[(row, predicate, description)]."""
+    out = []
+    for row, pred in candidate_predicates(facts):
+        adjs = _adjectives_for(facts, row)
+        for template in TEMPLATES[pred["fact"]]:
+            variants = [[]] + ([[a] for a in adjs] if _takes_adjective(pred["fact"], template) else [])
+            for v in variants:
+                p = {**pred, "adjectives": v}
+                out.append((row, p, render_description(facts, p, template)))
+    return out
+
+
+def _record(scene_name: str, facts: SceneFacts, row: int, ann_id: int, description: str, predicate: dict) -> dict:
+    return {"scene_id": scene_name, "object_id": str(int(facts.instances[row])),
+            "object_name": facts.names[row].replace(" ", "_"), "ann_id": str(ann_id), "description": description,
+            "token": tokenize(description), "predicate": predicate}
+
+
+def generate_descriptions(scene: Scene, class_names: dict, rng: np.random.Generator, per_scene: int = 8) -> list:
+    """Referring descriptions of a scene's objects, each identifying exactly one object.
+
+    scene: a labelled Scene (``scene_facts``); class_names: dict id -> name; rng: np.random.Generator (the
+    only source of randomness: same rng state, same output); per_scene: how many descriptions to aim for.
+    Objects are visited round-robin in a random order, each time taking one of its unused predicates
+    (preferring fact types it has not had yet; once all are used, a predicate again in a new phrasing) in a
+    random phrasing, with an adjective in ``ADJECTIVE_PROB`` of the cases where one applies. No description
+    repeats. Returns list[dict] of ScanRefer records (plus ``predicate``), sorted by object then ann_id;
+    fewer than ``per_scene`` only when the scene offers fewer distinct descriptions.
+    """
+    facts = scene_facts(scene, class_names)
+    by_row: dict = {}
+    for row, pred in candidate_predicates(facts):
+        by_row.setdefault(row, []).append(pred)
+    rows = [int(r) for r in rng.permutation(sorted(by_row))]
+    used_preds = {r: set() for r in rows}
+    used_types = {r: set() for r in rows}
+    used_text: set = set()
+    adjs = {r: _adjectives_for(facts, r) for r in rows}
+    fact_type = {f: t for t, fs in FACTS.items() for f in fs}
+    chosen = []
+    while len(chosen) < per_scene and rows:
+        progressed = False
+        for r in rows:
+            if len(chosen) >= per_scene:
+                break
+            preds = by_row[r]
+            fresh = [i for i in range(len(preds)) if i not in used_preds[r]]
+            new_type = [i for i in fresh if fact_type[preds[i]["fact"]] not in used_types[r]]
+            pool = new_type or fresh or list(range(len(preds)))
+            for i in [int(j) for j in rng.permutation(pool)]:
+                pred = preds[i]
+                templates = TEMPLATES[pred["fact"]]
+                for t in [int(j) for j in rng.permutation(len(templates))]:
+                    p = {**pred, "adjectives": []}
+                    if adjs[r] and _takes_adjective(pred["fact"], templates[t]) and rng.random() < ADJECTIVE_PROB:
+                        p["adjectives"] = [adjs[r][int(rng.integers(len(adjs[r])))]]
+                    text = render_description(facts, p, templates[t])
+                    if text not in used_text:
+                        break
+                else:
+                    continue
+                used_text.add(text)
+                used_preds[r].add(i)
+                used_types[r].add(fact_type[pred["fact"]])
+                chosen.append((r, text, p))
+                progressed = True
+                break
+        if not progressed:
+            break
+    records, ann = [], {}
+    for r, text, p in sorted(chosen, key=lambda c: int(facts.instances[c[0]])):
+        ann[r] = ann.get(r, -1) + 1
+        records.append(_record(scene.name, facts, r, ann[r], text, p))
+    return records
+
+
+# ----------------------------------------------------------------------------------------------- splits
+
+
+def referring_scene_seeds(kind: str, split: str) -> list:
+    """Scene seeds of a benchmark split. kind "toy": train / test are ``toy_scene_seeds``' (0..899,
+    900..999), val is ``TOY_VAL_SEED_START`` + 0..99; kind "longtail": ``longtail_scene_seeds(split)``.
+    Returns list[int]; InputError for an unknown kind or split."""
+    if kind not in KINDS:
+        raise InputError(None, f"unknown referring benchmark kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if split not in SPLITS:
+        raise InputError(None, f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+    if kind == "longtail":
+        return longtail_scene_seeds(split)
+    if split == "val":
+        return list(range(TOY_VAL_SEED_START, TOY_VAL_SEED_START + TOY_VAL_SCENES))
+    return toy_scene_seeds(split)
+
+
+_SCENE_ID_RE = re.compile(r"^(toy|longtail)_(\d+)$")
+
+
+def _parse_scene_id(scene_id: str) -> tuple:
+    m = _SCENE_ID_RE.match(str(scene_id))
+    if not m:
+        raise InputError(None, f"scene_id {scene_id!r} is not a synthetic scene (toy_<seed> or longtail_<seed>)")
+    return m.group(1), int(m.group(2))
+
+
+def class_names_for_scene_id(scene_id: str) -> dict:
+    """The class table of a synthetic scene id: dict id -> name (toy or long-tail). InputError otherwise."""
+    kind, _ = _parse_scene_id(scene_id)
+    return TOY_CLASS_NAMES if kind == "toy" else LONGTAIL_CLASS_NAMES
+
+
+def scene_for_record(record: dict) -> Scene:
+    """Regenerate the synthetic Scene a record refers to, from its ``scene_id`` ("toy_00012" -> toy seed 12,
+    "longtail_00705" -> long-tail seed 705). InputError for any other scene id."""
+    kind, seed = _parse_scene_id(record["scene_id"])
+    return generate_scene(seed) if kind == "toy" else generate_longtail_scene(seed)
+
+
+def build_referring_split(kind: str, split: str, num_scenes: Optional[int] = None, per_scene: int = 8,
+                          seed: int = 0) -> list:
+    """The referring benchmark of one split: ``generate_descriptions`` over its scenes.
+
+    kind: "toy" | "longtail"; split: "train" | "val" | "test" (scenes of ``referring_scene_seeds``; a scene
+    belongs to one split only); num_scenes: the first n of them (default all); per_scene: descriptions aimed
+    for per scene; seed: description seed (each scene's rng is ``default_rng((seed, kind index, scene seed))``,
+    so a scene's records do not depend on ``num_scenes``). Returns list[dict] ScanRefer records.
+    """
+    seeds = referring_scene_seeds(kind, split)
+    if num_scenes is not None:
+        if not 1 <= num_scenes <= len(seeds):
+            raise InputError(None, f"num_scenes must be in 1..{len(seeds)} for {kind} {split}, got {num_scenes}")
+        seeds = seeds[:num_scenes]
+    make, names = (generate_scene, TOY_CLASS_NAMES) if kind == "toy" else (generate_longtail_scene,
+                                                                          LONGTAIL_CLASS_NAMES)
+    records = []
+    for s in seeds:
+        rng = np.random.default_rng((int(seed), KINDS.index(kind), int(s)))
+        records += generate_descriptions(make(s), names, rng, per_scene=per_scene)
+    return records
+
+
+def referring_target_mask(scene: Scene, record: dict) -> np.ndarray:
+    """bool [N]: the points of the record's object (``scene.instances == int(record["object_id"])``).
+    InputError naming the scene when it has no instances or no such object."""
+    src = scene.source or scene.name
+    if scene.instances is None:
+        raise InputError(src, "scene has no instances")
+    try:
+        oid = int(record["object_id"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(src, f"record has no integer object_id: {record.get('object_id')!r}") from None
+    mask = np.asarray(scene.instances) == oid
+    if not mask.any():
+        raise InputError(src, f"object_id {oid} ({record.get('object_name')}) is not an instance of {scene.name}")
+    return mask
+
+
+# --------------------------------------------------------------------------------------------------- I/O
+
+_REQUIRED = ("scene_id", "object_id", "object_name", "ann_id", "description")
+
+
+def validate_referring_records(records, source) -> list:
+    """Check ScanRefer records and normalise them.
+
+    records: the parsed JSON (must be a list of dicts); source: the file named in errors. Required keys:
+    scene_id, object_name, description (non-empty str), object_id, ann_id (str of a non-negative int, or an
+    int; returned as str). ``token``: list of str, or missing (then ``tokenize(description)``). Other keys
+    are kept. Returns list[dict] (copies); InputError naming ``source`` and the first bad record otherwise.
+    """
+    if not isinstance(records, list):
+        raise InputError(source, f"expected a JSON list of records, got {type(records).__name__}")
+    out = []
+    for i, rec in enumerate(records):
+        where = f"record {i}"
+        if not isinstance(rec, dict):
+            raise InputError(source, f"{where}: expected an object, got {type(rec).__name__}")
+        for key in _REQUIRED:
+            if key not in rec:
+                raise InputError(source, f"{where}: missing key {key!r}")
+        rec = dict(rec)
+        for key in ("scene_id", "object_name", "description"):
+            if not isinstance(rec[key], str) or not rec[key].strip():
+                raise InputError(source, f"{where}: {key} must be a non-empty string, got {rec[key]!r}")
+        for key in ("object_id", "ann_id"):
+            v = rec[key]
+            ok = (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or (isinstance(v, str) and v.isdigit())
+            if not ok:
+                raise InputError(source, f"{where}: {key} must be a non-negative integer id, got {v!r}")
+            rec[key] = str(int(v))
+        if "token" not in rec:
+            rec["token"] = tokenize(rec["description"])
+        elif not isinstance(rec["token"], list) or not all(isinstance(t, str) for t in rec["token"]):
+            raise InputError(source, f"{where}: token must be a list of strings")
+        out.append(rec)
+    return out
+
+
+def write_referring_json(records: list, path: str | os.PathLike) -> None:
+    """Write records (validated as by ``read_referring_json``) to ``path`` atomically: a JSON list, one record
+    per line. InputError naming ``path`` for a bad record (nothing is written then)."""
+    records = validate_referring_records(records, path)
+    text = "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
+    atomic_write_text(path, text)
+
+
+def read_referring_json(path: str | os.PathLike) -> list:
+    """Read a referring file (ours or a real ScanRefer ``ScanRefer_filtered_*.json``).
+
+    Returns list[dict] records, validated and normalised by ``validate_referring_records`` (ids as str,
+    ``token`` filled in when missing, extra keys kept). InputError naming the file when it is missing, not
+    JSON, or holds a bad record (the first one is named).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not a JSON file ({err})") from None
+    return validate_referring_records(data, path)
