@@ -28,6 +28,7 @@ class DataConfig:
                   of its LongtailSceneConfig.
     rare_instances: tail-class instances inserted into each training scene (rare-class instance sampling).
     semantic_ignore: labels the semantic loss and metrics skip (ScanNet's 0, "unlabeled").
+    referring_per_scene: descriptions drawn per scene for the referring benchmark (``train.task: refer``).
     benchmark:    the class set validation reports (toy, scannet20, scannet200).
     val_min_region_size: smallest ground-truth instance that counts in validation (points, or voxels for stores).
     """
@@ -39,6 +40,7 @@ class DataConfig:
     toy: dict = field(default_factory=dict)
     longtail: dict = field(default_factory=dict)
     rare_instances: int = 0
+    referring_per_scene: int = 8
     semantic_ignore: list = field(default_factory=list)
     stuff_classes: list = field(default_factory=lambda: [0])
     store: str = ""
@@ -60,6 +62,7 @@ class TrainConfig:
     log_every: int = 50
     select_by: str = "ap50"  # validation score that picks best.pt: "ap50", "miou" or "both" (their mean)
     classifier_init: str = "anchors"  # semantic head prototypes: "anchors" (text features) or "random" (scratch)
+    task: str = "segment"  # "segment" (mtml.train.train) or "refer" (the referring head, mtml.train_referring)
 
 
 @dataclass

@@ -53,10 +53,19 @@ class SceneResult:
 
 
 @torch.no_grad()
-def predict_voxels(model: MTMLNet, grid: VoxelGrid, device: str = "cpu") -> VoxelPredictions:
-    """Run the network once on a grid; all heads at its occupied voxels (see ``VoxelPredictions``)."""
+def network_outputs(model: MTMLNet, grid: VoxelGrid, device: str = "cpu") -> dict:
+    """One forward pass of the network on a grid: every head's output at the occupied voxels (torch tensors
+    [V, D] in the order of grid.coords, see ``MTMLNet.forward``), to share between ``predict_voxels`` and
+    ``refer_voxels``."""
     x = network_input(grid, model.cfg)[None].to(device)
-    out = model(x, torch.from_numpy(grid.coords).to(device))
+    return model(x, torch.from_numpy(grid.coords).to(device))
+
+
+@torch.no_grad()
+def predict_voxels(model: MTMLNet, grid: VoxelGrid, device: str = "cpu", outputs: Optional[dict] = None) -> VoxelPredictions:
+    """All heads at a grid's occupied voxels (see ``VoxelPredictions``); runs the network unless its
+    ``outputs`` (``network_outputs``) are given."""
+    out = network_outputs(model, grid, device) if outputs is None else outputs
     labels = features = None
     if "semantic" in out:
         channels = model.semantic_head.logits(out["semantic"]).argmax(1).cpu().numpy()
@@ -67,14 +76,15 @@ def predict_voxels(model: MTMLNet, grid: VoxelGrid, device: str = "cpu") -> Voxe
 
 
 def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: ClusterConfig, device: str = "cpu",
-                 use_given_labels: bool = True) -> SceneResult:
+                 use_given_labels: bool = True, outputs: Optional[dict] = None) -> SceneResult:
     """Semantic labels and instances of an already voxelised scene. Timings: network, cluster (s).
 
     The instances are built on the scan's own labels when it has them and ``use_given_labels`` is set (or the
-    model reads labels as input); otherwise on the semantic head's predictions.
+    model reads labels as input); otherwise on the semantic head's predictions. ``outputs``: the network's outputs
+    when the caller already ran it (``network_outputs``).
     """
     t0 = time.perf_counter()
-    pred = predict_voxels(model, grid, device)
+    pred = predict_voxels(model, grid, device, outputs)
     t1 = time.perf_counter()
     given = grid.labels is not None and (use_given_labels or model.cfg.needs_labels)
     if not given:
@@ -96,3 +106,53 @@ def segment_scene(model: MTMLNet, scene: Scene, cluster_cfg: ClusterConfig, voxe
     res = segment_grid(model, scene, grid, cluster_cfg, device, use_given_labels)
     res.timings = {"voxelize": time.perf_counter() - t0 - sum(res.timings.values()), **res.timings}
     return res
+
+
+def voxel_centres(grid: VoxelGrid) -> np.ndarray:
+    """float32 [V, 3]: the centres of a grid's occupied voxels, metres."""
+    return (grid.origin + (grid.coords + 0.5) * grid.voxel_size).astype(np.float32)
+
+
+def encode_descriptions(encoder, descriptions: list[str], device: str = "cpu") -> tuple:
+    """(words [S, L, D], word_mask bool [S, L], sentences [S, D]) of descriptions, from a text encoder."""
+    words, mask, _ = encoder.encode_words(list(descriptions))
+    sentences = encoder.encode_sentences(list(descriptions))
+    # clones: frozen encoders may return inference-mode tensors, which autograd refuses to keep for backward
+    return words.clone().to(device), mask.clone().to(device), sentences.clone().to(device)
+
+
+@dataclass
+class ReferringPrediction:
+    """The referring head's answer for S descriptions of one grid.
+
+    masks:  bool [S, V] the voxels of the referred object.
+    scores: float64 [S] confidence: the mean mask probability over the chosen voxels.
+    probabilities: float32 [S, V] per-voxel mask probabilities.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    probabilities: np.ndarray
+
+
+@torch.no_grad()
+def refer_voxels(model: MTMLNet, grid: VoxelGrid, text: tuple, device: str = "cpu",
+                 outputs: Optional[dict] = None) -> ReferringPrediction:
+    """Masks of the objects S descriptions refer to, all from one backbone pass (``outputs`` when given).
+
+    text: ``encode_descriptions``' (words, word_mask, sentences). A voxel is in the mask when its probability is
+    over 0.5; when no voxel is, the mask is the voxels at least half as likely as the most likely one, so every
+    description gets an answer.
+    """
+    if model.referring_head is None:
+        raise ValueError("this model has no referring head")
+    out = network_outputs(model, grid, device) if outputs is None else outputs
+    words, word_mask, sentences = text
+    head_out = model.referring_head(model.referring_features(out), torch.from_numpy(voxel_centres(grid)).to(device),
+                                    words, word_mask, sentences)
+    prob = torch.sigmoid(head_out["mask_logits"]).float().cpu().numpy()
+    masks = prob > 0.5
+    empty = ~masks.any(axis=1)
+    masks[empty] = prob[empty] >= 0.5 * prob[empty].max(axis=1, keepdims=True)
+    scores = np.array([float(p[m].mean()) for p, m in zip(prob, masks)])
+    return ReferringPrediction(masks, scores, prob)

@@ -137,8 +137,9 @@ def lr_at(step: int, total: int, cfg: ExperimentConfig) -> float:
     return cfg.train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
 
 
-LOSS_CURVES = {"loss": "total", "feat": "feature", "dir": "direction", "sem": "semantic"}
-VAL_CURVES = {"ap50": "instance mean AP50", "miou": "semantic mIoU"}
+LOSS_CURVES = {"loss": "total", "feat": "feature", "dir": "direction", "sem": "semantic", "bce": "mask BCE",
+               "dice": "mask Dice", "area": "area", "p2p": "point-to-point"}
+VAL_CURVES = {"ap50": "instance mean AP50", "miou": "mIoU (semantic, or referring)", "acc50": "referring Acc@0.5"}
 
 
 def plot_curves(metrics_path: Path, out_png: Path) -> None:

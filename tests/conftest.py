@@ -41,3 +41,22 @@ def tiny_semantic_checkpoint(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny_semantic_run")
     return train(config_from_dict(TINY_SEMANTIC), out, progress=False)
+
+
+TINY_REFERRING = {
+    **TINY_SEMANTIC,
+    "name": "tiny_referring",
+    "data": {**TINY["data"], "referring_per_scene": 3},
+    "model": {**TINY_SEMANTIC["model"], "referring": {"dim": 16, "num_queries": 4, "num_layers": 1, "num_heads": 2}},
+    "train": {**TINY["train"], "task": "refer"},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_referring_checkpoint(tmp_path_factory, tiny_semantic_checkpoint):
+    """The tiny semantic model with a (barely trained) referring head, from the real referring trainer."""
+    from mtml.train_referring import train_referring
+
+    out = tmp_path_factory.mktemp("tiny_referring_run")
+    return train_referring(config_from_dict(TINY_REFERRING), out, progress=False,
+                           init_checkpoint=str(tiny_semantic_checkpoint))

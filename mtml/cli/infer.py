@@ -71,6 +71,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-picture", action="store_true", help="do not write the top-view pictures (<name>_*.png)")
     p.add_argument("--predict-labels", action="store_true",
                    help="build instances on the semantic head's labels even when the scan has a 'label' property")
+    p.add_argument("--refer", action="append", default=[], metavar="SENTENCE",
+                   help="segment the object this sentence describes (repeatable; all sentences share one network "
+                        "pass): writes <name>_refer.ply (0/1 'target' per sentence) and <name>_refer.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if not args.inputs and not args.demo:
@@ -79,19 +82,29 @@ def main(argv=None) -> int:
     from mtml.cluster.pipeline import ClusterConfig
     from mtml.config import config_from_dict
     from mtml.data.voxelize import voxelize
-    from mtml.infer import segment_grid
+    from mtml.infer import network_outputs, segment_grid
     from mtml.io.instances import write_instance_outputs, write_instance_picture, write_semantic_outputs
     from mtml.data.dataset import label_channels
     from mtml.model.model import inference_bytes_per_voxel, load_checkpoint
 
     ckpt = args.checkpoint or bundled_checkpoint()
     model, state = load_checkpoint(ckpt, map_location=args.device)
+    if args.refer and model.referring_head is None:
+        raise InputError(ckpt, "this checkpoint has no referring head (--refer needs one)")
+    if any(not s.strip() for s in args.refer):
+        raise InputError(None, "--refer got an empty sentence")
     model.to(args.device)
     exp = config_from_dict(state.get("experiment", {}), str(ckpt))
     cluster_cfg: ClusterConfig = exp.cluster
     class_names = {int(k): v for k, v in state.get("class_names", {}).items()}
     max_voxels = int(args.max_memory_gb * 2**30 / inference_bytes_per_voxel(model.cfg))
 
+    text_features = None
+    if args.refer:
+        from mtml.infer import encode_descriptions
+        from mtml.model.text import make_text_encoder
+
+        text_features = encode_descriptions(make_text_encoder(model.cfg.text_encoder), args.refer, args.device)
     inputs = list(args.inputs)
     if args.demo:
         inputs.append(str(write_demo_scene(args.out, plain=not model.cfg.needs_labels)))
@@ -111,8 +124,9 @@ def main(argv=None) -> int:
         raise InputError(None, "two inputs share a file name; their outputs would overwrite each other")
     for scene, grid, t_vox in zip(scenes, grids, voxelize_s):
         t0 = time.perf_counter()
+        outputs = network_outputs(model, grid, args.device)
         res = segment_grid(model, scene, grid, cluster_cfg, device=args.device,
-                           use_given_labels=not args.predict_labels)
+                           use_given_labels=not args.predict_labels, outputs=outputs)
         res.timings = {"voxelize": t_vox, **res.timings}
         point_instance = res.instances.point_instance_ids(res.grid, res.point_labels)
         meta = {"scene": scene.name, "source": scene.source, "num_points": scene.num_points,
@@ -137,7 +151,37 @@ def main(argv=None) -> int:
                                    f"{scene.name}: {n} instances (top view)")
         print(f"{scene.source}: {n} instances ({res.labels_source} labels) in {t_vox + time.perf_counter() - t0:.2f} s "
               f"-> {ply_path}, {json_path}")
+        if args.refer:
+            _write_referring(args, model, scene, grid, outputs, text_features)
     return 0
+
+
+def _write_referring(args, model, scene, grid, outputs, text_features) -> None:
+    """``<name>_refer.ply`` (x y z, int ``target`` per sentence: ``target`` for one sentence, ``target_<k>`` for
+    several) and ``<name>_refer.json`` (per sentence: description, score, bounding box, point count); prints
+    each sentence's box."""
+    import json
+
+    from mtml.eval.referring import box_of
+    from mtml.infer import refer_voxels
+    from mtml.io.atomic import atomic_write_text
+    from mtml.io.ply import write_ply
+
+    pred = refer_voxels(model, grid, text_features, args.device, outputs)
+    point_masks = pred.masks[:, grid.point_to_voxel]
+    names = ["target"] if len(args.refer) == 1 else [f"target_{k}" for k in range(len(args.refer))]
+    ply = write_ply(Path(args.out) / f"{scene.name}_refer.ply", scene.points,
+                    int_props={n: m.astype(np.int64) for n, m in zip(names, point_masks)})
+    answers = []
+    for k, (sentence, mask) in enumerate(zip(args.refer, point_masks)):
+        lo, hi = box_of(scene.points, mask)
+        answers.append({"description": sentence, "property": names[k], "score": round(float(pred.scores[k]), 4),
+                        "num_points": int(mask.sum()), "bbox_min": [round(float(v), 4) for v in lo],
+                        "bbox_max": [round(float(v), 4) for v in hi]})
+        print(f"  '{sentence}': {int(mask.sum())} points, box {answers[-1]['bbox_min']} - {answers[-1]['bbox_max']} "
+              f"(score {pred.scores[k]:.2f})")
+    atomic_write_text(Path(args.out) / f"{scene.name}_refer.json",
+                      json.dumps({"scene": scene.name, "ply": ply.name, "answers": answers}, indent=2) + "\n")
 
 
 def entry() -> None:

@@ -35,7 +35,11 @@ def main(argv=None) -> int:
     from mtml.train import train
 
     t0 = time.perf_counter()
-    last = train(cfg, out, resume=args.resume, progress=not args.no_progress, init_checkpoint=args.init)
+    if cfg.train.task == "refer":
+        from mtml.train_referring import train_referring as run
+    else:
+        run = train
+    last = run(cfg, out, resume=args.resume, progress=not args.no_progress, init_checkpoint=args.init)
     print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint {last}; metrics {out}/metrics.jsonl")
     return 0
 

@@ -17,11 +17,13 @@ room's -y side looking toward +y, so
 * "left" = smaller x, "right" = larger x;
 * "front" / "in front of" / "near" = smaller y, "back" / "behind" / "far" = larger y;
 * "on top of": the target's bottom lies on the anchor's top: the target's centre is over the anchor's
-  footprint, and the highest anchor points around the target (within 0.1 m of its footprint, not above its
-  bottom + 0.15 m) are within ``MARGINS["on_top"]`` (10 cm) of the target's lowest point;
+  footprint, and the anchor's top surface around the target (the densest 2 cm layer of anchor points within
+  0.1 m of the target's footprint, near its bottom's height) is within ``MARGINS["on_top"]`` (10 cm) of the
+  target's lowest point;
 * "next to": footprints (minimum-area rectangles around the points' xy) within ``MARGINS["next_to"]`` (0.5 m);
 * corners: the four corners of the scene's floor extent (xy bounding box of all its points), named
-  "front left" (min x, min y), "front right", "back left", "back right" (max x, max y);
+  "front left" (min x, min y), "front right", "back left", "back right" (max x, max y); "nearest a corner"
+  compares bounding-box centres and needs the object within half the room's diagonal of that corner;
 * "the middle of the room": the centre of that extent.
 
 Facts (``scene_facts``) come from the scene's points, labels and instances only, so they work on any labelled
@@ -52,6 +54,7 @@ from typing import Optional
 import numpy as np
 
 from mtml.data.longtail import LONGTAIL_CLASS_NAMES, generate_longtail_scene, longtail_scene_seeds
+from mtml.data.rare_sampling import oriented_box
 from mtml.data.toy import TOY_CLASS_NAMES, footprint_corners, generate_scene, polygon_distance, toy_scene_seeds
 from mtml.errors import InputError
 from mtml.io.atomic import atomic_write_text
@@ -150,7 +153,7 @@ TEMPLATES = {
     ),
     "corner": (
         "the {target} nearest the {corner} corner",
-        "{target} in the {corner} corner of the room",
+        "{target} closest to the {corner} corner of the room",
         "find the {name} closest to the {corner} corner.",
         "the {target} that is nearest to the room's {corner} corner",
     ),
@@ -257,7 +260,8 @@ def generator_vocabulary(class_names: Optional[dict] = None) -> set:
     words = {"a", "an", *ADJECTIVES}
     for templates in TEMPLATES.values():
         for template in templates:
-            words.update(tokenize(re.sub(r"\{[a-z_]+\}", " ", template)))
+            words.update(tokenize(re.sub(r"\{[a-z_]+\}", "placeholder", template)))
+    words.discard("placeholder")
     for phrase in [*CORNERS, *class_names.values(), *map(_plural, class_names.values())]:
         words.update(tokenize(phrase))
     return words
@@ -278,10 +282,10 @@ class SceneFacts:
     num_points:     int64 [K];
     room_min/max:   float64 [2] xy extent of all the scene's points (the floor extent);
     gap:            float64 [K, K] distance between footprints (0 where they touch or overlap);
-    support_gap:    float64 [K, K] [i, j]: lowest z of i minus the top of j's surface around it (the highest
-                    of j's points within 0.1 m of i's footprint and at most 0.15 m above i's bottom); NaN
-                    unless i's centre is over j's footprint and i's bottom > 0.15 m above j's (or < 3 such
-                    points): ~0 when i stands on j.
+    support_gap:    float64 [K, K] [i, j]: lowest z of i minus the height of j's surface around it (the
+                    densest 2 cm layer of j's points within 0.1 m of i's footprint and 0.17 m of i's bottom);
+                    NaN unless i's centre is over j's footprint, i's bottom is > 0.15 m above j's and there
+                    are >= 3 such points: ~0 when i stands on j.
     """
 
     instances: np.ndarray
@@ -327,24 +331,11 @@ class SceneFacts:
         return int(hits[0])
 
 
-_ANGLES = np.deg2rad(np.arange(0.0, 90.0, 0.5))
-
-
-def min_area_rectangle(xy: np.ndarray) -> tuple:
-    """The smallest-area rectangle around 2D points (yaw searched in 0.5 degree steps).
-
-    xy: float [M, 2], metres (M >= 1). Returns (corners float64 [4, 2] counter-clockwise, size float64 [2]
-    (length, width) with length >= width).
-    """
-    xy = np.asarray(xy, np.float64)
-    d = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], 1)  # [A, 2]
-    u, v = xy @ d.T, xy @ np.stack([-d[:, 1], d[:, 0]], 1).T  # [M, A]
-    eu, ev = u.max(0) - u.min(0), v.max(0) - v.min(0)
-    a = int(np.argmin(eu * ev))
-    cu, cv = (u[:, a].max() + u[:, a].min()) / 2.0, (v[:, a].max() + v[:, a].min()) / 2.0
-    center = cu * d[a] + cv * np.array([-d[a, 1], d[a, 0]])
-    corners = footprint_corners(center, np.array([eu[a], ev[a]]) / 2.0, np.asarray(_ANGLES[a]))
-    return corners, np.sort([eu[a], ev[a]])[::-1].copy()
+def _footprint(xy: np.ndarray) -> tuple:
+    """Minimum-area rectangle around 2D points [M, 2] (M >= 1): (corners float64 [4, 2] counter-clockwise,
+    size float64 [2] (length, width), length >= width), metres."""
+    center, half, yaw = oriented_box(xy)
+    return footprint_corners(center, half, np.asarray(yaw)), np.sort(2.0 * half)[::-1].copy()
 
 
 def _inside_rectangle(xy: np.ndarray, corners: np.ndarray, inset: float) -> np.ndarray:
@@ -358,6 +349,14 @@ def _inside_rectangle(xy: np.ndarray, corners: np.ndarray, inset: float) -> np.n
         t = (xy - o) @ (e / n)
         inside &= (t >= inset) & (t <= n - inset)
     return inside
+
+
+def _densest_height(z: np.ndarray, layer: float) -> float:
+    """The mean height of the densest ``layer``-thick horizontal slab of heights z [M] (M >= 1), metres."""
+    z = np.sort(z)
+    counts = np.searchsorted(z, z + layer, side="right") - np.arange(len(z))
+    k = int(np.argmax(counts))
+    return float(z[k: k + counts[k]].mean())
 
 
 def scene_facts(scene: Scene, class_names: dict) -> SceneFacts:
@@ -379,7 +378,11 @@ def scene_facts(scene: Scene, class_names: dict) -> SceneFacts:
         if i < 0:
             continue
         idx = order[starts[k]: starts[k + 1] if k + 1 < len(uniq) else len(order)]
-        label = int(np.bincount(np.asarray(scene.labels)[idx]).argmax())
+        labels = np.asarray(scene.labels)[idx]
+        labels = labels[labels >= 0]
+        if not len(labels):  # unlabelled points only (e.g. ScanNet's ignore label)
+            continue
+        label = int(np.bincount(labels).argmax())
         name = class_names.get(label)
         if name is None or name in STRUCTURE_CLASSES:
             continue
@@ -392,7 +395,7 @@ def scene_facts(scene: Scene, class_names: dict) -> SceneFacts:
     for r, idx in enumerate(per):
         p = points[idx]
         bmin[r], bmax[r] = p.min(0), p.max(0)
-        fp[r], fsize[r] = min_area_rectangle(p[:, :2])
+        fp[r], fsize[r] = _footprint(p[:, :2])
     gap = polygon_distance(fp[:, None], fp[None]) if k else np.zeros((0, 0))
     support = np.full((k, k), np.nan)
     reach = MARGINS["on_top"] + MARGINS["on_top_band"]  # the loosest "on top of" still tested
@@ -402,12 +405,14 @@ def scene_facts(scene: Scene, class_names: dict) -> SceneFacts:
             # i can stand on j only if i's centre is over j's footprint and i's bottom is above j's
             if i == j or bmin[i, 2] - bmin[j, 2] <= reach or not _inside_rectangle(center[i:i + 1], fp[j], 0.0)[0]:
                 continue
-            # j's surface around i (i hides the part right under it): the highest of j's points near i's
-            # footprint that are not above i's bottom (a headboard or an armrest beside i does not count)
+            # j's surface around i (i hides the part right under it): the densest 2 cm layer of j's points
+            # within 0.1 m of i's footprint and within ``reach`` of i's bottom (a horizontal top has many points
+            # at one height; the sides of a headboard or an armrest beside i spread thinly over all heights)
             near = points[per[j]]
-            near = near[_inside_rectangle(near[:, :2], fp[i], -0.1) & (near[:, 2] <= bmin[i, 2] + reach)]
-            if len(near) >= 3:
-                support[i, j] = bmin[i, 2] - near[:, 2].max()
+            z = near[_inside_rectangle(near[:, :2], fp[i], -0.1), 2]
+            z = z[np.abs(z - bmin[i, 2]) <= reach + 0.02]
+            if len(z) >= 3:
+                support[i, j] = bmin[i, 2] - _densest_height(z, 0.02)
     room_min = points[:, :2].min(0) if len(points) else np.zeros(2)
     room_max = points[:, :2].max(0) if len(points) else np.zeros(2)
     return SceneFacts(instances=np.asarray(ids, np.int64), labels=np.asarray([r[0] for r in rows], np.int64),
@@ -459,11 +464,14 @@ def evaluate_predicate(facts: SceneFacts, predicate: dict, slack: float = 0.0) -
                 raise InputError(None, f"unknown corner {predicate.get('corner')!r}")
             sx, sy = CORNERS[predicate["corner"]]
             corner = np.array([(facts.room_min, facts.room_max)[sx][0], (facts.room_min, facts.room_max)[sy][1]])
-            hold = _beats_others(np.linalg.norm(c - corner, axis=1), members, m["corner"], slack, ratio=False)
+            d = np.linalg.norm(c - corner, axis=1)
+            # only objects in the corner's half of the room are "nearest the corner"
+            reach = 0.5 * np.linalg.norm(facts.room_max - facts.room_min) + slack * m["corner"]
+            hold = _beats_others(d, members, m["corner"], slack, ratio=False) & (d <= reach)
         elif fact == "middle":
             d = np.linalg.norm(c - (facts.room_min + facts.room_max) / 2.0, axis=1)
             radius = m["middle_radius"] * (facts.room_max - facts.room_min).min() + slack * m["middle_band"]
-            hold = _beats_others(d, members, m["corner"], slack, ratio=False) & (d <= radius)
+            hold = _beats_others(d, members, m["corner"], slack, ratio=False) & (d <= radius)  # corner's band
         else:
             axis, sign = {"left-most": (0, 1.0), "right-most": (0, -1.0), "front-most": (1, 1.0),
                           "back-most": (1, -1.0)}[fact]
@@ -473,12 +481,15 @@ def evaluate_predicate(facts: SceneFacts, predicate: dict, slack: float = 0.0) -
             a = facts.row(int(predicate["anchor_id"]))
         except (KeyError, TypeError, ValueError):
             raise InputError(None, f"anchor {predicate.get('anchor_id')!r} is not an object of the scene") from None
-        on_top = np.abs(facts.support_gap[:, a]) <= m["on_top"] + slack * m["on_top_band"]
-        on_top &= ~np.isnan(facts.support_gap[:, a])
+        def stands_on(gap, s):  # NaN (no support evidence) compares False
+            return np.abs(gap) <= m["on_top"] + s * m["on_top_band"]
+
         if fact == "on top of":
-            rel = on_top
+            rel = stands_on(facts.support_gap[:, a], slack)
         else:
-            stacked = on_top | (np.abs(facts.support_gap[a, :]) <= m["on_top"] + slack * m["on_top_band"])
+            # a pair where one stands on the other is neither "next to" nor beside / behind each other; the
+            # exclusion narrows as the slack loosens, so a looser predicate still holds for more objects
+            stacked = stands_on(facts.support_gap[:, a], -slack) | stands_on(facts.support_gap[a, :], -slack)
             c, ca, band = facts.center, facts.center[a], slack * m["direction"]
             rel = {
                 "next to": lambda: facts.gap[:, a] <= m["next_to"] + slack * m["next_to_band"],
@@ -586,57 +597,69 @@ def _record(scene_name: str, facts: SceneFacts, row: int, ann_id: int, descripti
             "token": tokenize(description), "predicate": predicate}
 
 
+def _phrase(facts: SceneFacts, pred: dict, adjectives: list, used: set, rng: np.random.Generator):
+    """A new rendering of a predicate: (description, predicate with its adjective) in a random phrasing whose
+    text is not in ``used``, or None when every phrasing is used."""
+    templates = TEMPLATES[pred["fact"]]
+    for t in rng.permutation(len(templates)):
+        template = templates[int(t)]
+        p = {**pred, "adjectives": []}
+        if adjectives and _takes_adjective(pred["fact"], template) and rng.random() < ADJECTIVE_PROB:
+            p["adjectives"] = [adjectives[int(rng.integers(len(adjectives)))]]
+        text = render_description(facts, p, template)
+        if text not in used:
+            return text, p
+    return None
+
+
 def generate_descriptions(scene: Scene, class_names: dict, rng: np.random.Generator, per_scene: int = 8) -> list:
     """Referring descriptions of a scene's objects, each identifying exactly one object.
 
     scene: a labelled Scene (``scene_facts``); class_names: dict id -> name; rng: np.random.Generator (the
     only source of randomness: same rng state, same output); per_scene: how many descriptions to aim for.
-    Objects are visited round-robin in a random order, each time taking one of its unused predicates
-    (preferring fact types it has not had yet; once all are used, a predicate again in a new phrasing) in a
-    random phrasing, with an adjective in ``ADJECTIVE_PROB`` of the cases where one applies. No description
-    repeats. Returns list[dict] of ScanRefer records (plus ``predicate``), sorted by object then ann_id;
-    fewer than ``per_scene`` only when the scene offers fewer distinct descriptions.
+    Objects are visited round-robin in a random order; each visit takes the object's predicate that ranks
+    first by (already used for it, its fact type already used for it, uses of its fact key in the scene so far,
+    a random draw), in a random phrasing not used yet, with an adjective in ``ADJECTIVE_PROB`` of the cases
+    where one applies and the phrasing takes one. No description repeats. Returns list[dict] of ScanRefer
+    records (plus ``predicate``), sorted by object then ann_id; fewer than ``per_scene`` only when the scene
+    offers fewer distinct descriptions.
     """
+    if not isinstance(per_scene, (int, np.integer)) or per_scene < 1:
+        raise InputError(None, f"per_scene must be a positive int, got {per_scene!r}")
     facts = scene_facts(scene, class_names)
     by_row: dict = {}
     for row, pred in candidate_predicates(facts):
         by_row.setdefault(row, []).append(pred)
     rows = [int(r) for r in rng.permutation(sorted(by_row))]
-    used_preds = {r: set() for r in rows}
-    used_types = {r: set() for r in rows}
-    used_text: set = set()
     adjs = {r: _adjectives_for(facts, r) for r in rows}
     fact_type = {f: t for t, fs in FACTS.items() for f in fs}
+    used_preds = {r: set() for r in rows}
+    used_types = {r: set() for r in rows}
+    key_uses = {f: 0 for f in TEMPLATES}
+    used_text: set = set()
     chosen = []
-    while len(chosen) < per_scene and rows:
+    progressed = True
+    while len(chosen) < per_scene and progressed:
         progressed = False
         for r in rows:
             if len(chosen) >= per_scene:
                 break
             preds = by_row[r]
-            fresh = [i for i in range(len(preds)) if i not in used_preds[r]]
-            new_type = [i for i in fresh if fact_type[preds[i]["fact"]] not in used_types[r]]
-            pool = new_type or fresh or list(range(len(preds)))
-            for i in [int(j) for j in rng.permutation(pool)]:
-                pred = preds[i]
-                templates = TEMPLATES[pred["fact"]]
-                for t in [int(j) for j in rng.permutation(len(templates))]:
-                    p = {**pred, "adjectives": []}
-                    if adjs[r] and _takes_adjective(pred["fact"], templates[t]) and rng.random() < ADJECTIVE_PROB:
-                        p["adjectives"] = [adjs[r][int(rng.integers(len(adjs[r])))]]
-                    text = render_description(facts, p, templates[t])
-                    if text not in used_text:
-                        break
-                else:
+            draw = rng.random(len(preds))
+            order = sorted(range(len(preds)), key=lambda i: (i in used_preds[r], fact_type[preds[i]["fact"]] in
+                                                             used_types[r], key_uses[preds[i]["fact"]], draw[i]))
+            for i in order:
+                text = _phrase(facts, preds[i], adjs[r], used_text, rng)
+                if text is None:
                     continue
+                text, p = text
                 used_text.add(text)
                 used_preds[r].add(i)
-                used_types[r].add(fact_type[pred["fact"]])
+                used_types[r].add(fact_type[p["fact"]])
+                key_uses[p["fact"]] += 1
                 chosen.append((r, text, p))
                 progressed = True
                 break
-        if not progressed:
-            break
     records, ann = [], {}
     for r, text, p in sorted(chosen, key=lambda c: int(facts.instances[c[0]])):
         ann[r] = ann.get(r, -1) + 1

@@ -2,12 +2,12 @@
 
 With mask logits M_i over the N voxels of a scene, sigma the sigmoid, p_i = sigma(M_i), target y_i in {0, 1}:
 
-* L_bce  = 1/N sum_i -[w y_i log p_i + (1 - y_i) log(1 - p_i)], target voxels weighted ``pos_weight`` w = 20 (the
-  authors' released code: referred objects cover ~1% of a scan);
+* L_bce  = 1/N sum_i -[w y_i log p_i + (1 - y_i) log(1 - p_i)], target voxels weighted ``pos_weight`` w = 20 (as the
+  authors' released code: the referred object is a small share of a scan's voxels);
 * L_dice = 1 - (2 sum_i p_i y_i + 1) / (sum_i p_i + sum_i y_i + 1) (soft Dice, smoothed by 1 as in Mask2Former);
 * L_area = 1/N sum_i sigma(M_i) (the paper's area regularisation: the mean foreground probability, which pushes the
   network to the smallest mask that still satisfies the mask loss; weight 1 in the authors' code);
-* L_p2p  = -log( 1/|P| sum_{i in P} exp(P_i . P_avg / tau) / (exp(P_i . P_avg / tau) + sum_{j in N} exp(P_i . N_j / tau)) )
+* L_p2p  = -log( 1/|P| sum_{i in P} e_i / (e_i + sum_{j in N} exp(P_i . N_j / tau)) ),  e_i = exp(P_i . P_avg / tau),
   on L2-normalised per-voxel features: P the target voxels, N the others, P_avg the mean of the (normalised)
   target features, tau = 0.05, weight 0.05. The paper prints the bracket without the log,
   L_p2p = -1/|P| sum_i exp(.)/(exp(.) + sum_j exp(.)); the authors' released code takes -log of that mean, which
@@ -24,7 +24,6 @@ Every function accepts one description ([V] logits) or a batch ([S, V]) and aver
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch.nn import functional as F
@@ -73,7 +72,7 @@ def area_loss(logits: torch.Tensor) -> torch.Tensor:
 
 
 def point_to_point_loss(point_embed: torch.Tensor, target: torch.Tensor, temperature: float = 0.05,
-                        num_samples: int = 256, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                        num_samples: int = 256, generator: torch.Generator | None = None) -> torch.Tensor:
     """L_p2p (module docstring) of per-voxel features [V, D] or [S, V, D] for bool targets [V] or [S, V].
 
     Features are L2-normalised; per description, up to ``num_samples`` target voxels are the anchors and up to
@@ -102,7 +101,7 @@ def point_to_point_loss(point_embed: torch.Tensor, target: torch.Tensor, tempera
     return torch.stack(losses).mean()
 
 
-def _sample(n: int, k: int, generator: Optional[torch.Generator], device) -> torch.Tensor:
+def _sample(n: int, k: int, generator: torch.Generator | None, device) -> torch.Tensor:
     """min(n, k) distinct indices in [0, n), uniformly at random (all of them, in order, when n <= k)."""
     if n <= k:
         return torch.arange(n, device=device)
@@ -110,7 +109,7 @@ def _sample(n: int, k: int, generator: Optional[torch.Generator], device) -> tor
 
 
 def referring_loss(outputs: dict, target: torch.Tensor, cfg: ReferringConfig | None = None,
-                   generator: Optional[torch.Generator] = None) -> dict:
+                   generator: torch.Generator | None = None) -> dict:
     """The LESS training loss of a ``ReferringHead`` output for bool targets [V] or [S, V] (one per description).
 
     Returns {"loss": weighted total, "bce", "dice", "area", "p2p": the unweighted parts}, scalars. A part switched

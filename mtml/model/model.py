@@ -31,7 +31,10 @@ class ModelConfig:
     semantic_head: add the language-grounded semantic head (predicts labels, so plain scans need none).
     semantic_dim: the semantic head's feature size; equals the text encoder's (384 for all-MiniLM-L6-v2).
     text_encoder: the encoder whose class-name features are the anchors (recorded; the anchors themselves
-        are stored in the weights, so inference never loads the encoder).
+        are stored in the weights, so inference never loads the encoder), and whose word and sentence features
+        the referring head reads.
+    referring: settings of the LESS referring head (``mtml.model.referring.ReferringConfig`` fields); empty: no
+        referring head. It reads the backbone features and the semantic head's class probabilities.
     """
 
     num_classes: int = 6
@@ -41,6 +44,7 @@ class ModelConfig:
     semantic_head: bool = False
     semantic_dim: int = 384
     text_encoder: str = "minilm"
+    referring: dict = field(default_factory=dict)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
     def channel_ids(self) -> list:
@@ -87,11 +91,17 @@ class MTMLNet(nn.Module):
         self.embedding_head = PointwiseHead(bb_cfg.out_channels, cfg.embedding_dim)
         self.direction_head = PointwiseHead(bb_cfg.out_channels, 3)
         self.semantic_head = SemanticHead(bb_cfg.out_channels, cfg.num_classes, cfg.semantic_dim) if cfg.semantic_head else None
+        self.referring_head = None
+        if cfg.referring:
+            from mtml.model.referring import ReferringConfig, ReferringHead
+
+            extra = cfg.num_classes if cfg.semantic_head else 0
+            self.referring_head = ReferringHead(bb_cfg.out_channels + extra, ReferringConfig(**cfg.referring))
 
     def forward(self, x: torch.Tensor, coords: Optional[torch.Tensor] = None) -> dict:
         """Dense outputs [B, D, X, Y, Z] for input x [B, C, X, Y, Z]; with ``coords`` int64 [V, 3] (B = 1) the
         heads run only at those voxels and each output is [V, D] (rows in the order of coords), which is
-        several times cheaper on sparse scans."""
+        several times cheaper on sparse scans; then ``backbone`` [V, C] holds the shared features as well."""
         feats = self.backbone(x)
         if coords is not None:
             v = feats[0][:, coords[:, 0], coords[:, 1], coords[:, 2]]  # [C, V]
@@ -101,7 +111,16 @@ class MTMLNet(nn.Module):
             out["semantic"] = self.semantic_head(feats)
         if coords is not None:
             out = {k: t[0, :, :, 0, 0].T for k, t in out.items()}
+            out["backbone"] = v.T
         return out
+
+    def referring_features(self, outputs: dict) -> torch.Tensor:
+        """The referring head's per-voxel input [V, C_in] from ``forward(x, coords)`` outputs: the backbone
+        features and, with a semantic head, its class probabilities."""
+        parts = [outputs["backbone"]]
+        if self.semantic_head is not None:
+            parts.append(self.semantic_head.logits(outputs["semantic"]).softmax(dim=1))
+        return torch.cat(parts, dim=1)
 
 
 def save_checkpoint(path: str | os.PathLike, model: MTMLNet, extra: Optional[dict] = None) -> None:

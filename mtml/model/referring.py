@@ -11,14 +11,15 @@ Pipeline (``ReferringHead.forward``), for S descriptions of one scene with V vox
    and output projections are folded into the word side (a bilinear form on the L words), so nothing of size V x dim
    x dim is computed per description. Without PWCA (the paper's ablation baseline): ``f = LN(v0 + Linear(sentence))``.
 3. QMP, query mask predictor: ``num_queries`` learned queries run ``num_layers`` decoder layers (cross-attention to
-   the voxels -> self-attention -> FFN, each residual + LayerNorm). Query k's mask logits are
-   ``<mask_mlp(q_k), f_v> + b`` for every voxel v. With ``masked_attention`` each query attends only to the voxels
+   the voxels -> self-attention -> FFN, each residual + LayerNorm; the cross-attention's keys and values are f itself,
+   split into heads by channels, see ``VoxelCrossAttention``). Query k's mask logits are ``<mask_mlp(q_k), f_v>``
+   for every voxel v. With ``masked_attention`` each query attends only to the voxels
    its previous mask covers (Mask2Former, as the authors' QMP), or to all voxels when that mask is empty.
 4. QSA, query-sentence alignment (``use_qsa``): ``R = softmax_k(<W_q q_k, MLP(sentence)> / sqrt(dim))`` [S, Q]; the
    final mask logits are ``sum_k R_k M_k`` (the authors' released code does exactly this weighted sum, at training
    and at test time). ``select="argmax"`` instead returns, in eval mode only, the mask of the query most similar to
    the sentence (training always uses the weighted sum, which is differentiable in R). Without QSA the final mask is
-   the plain mean of the query masks (R uniform), the ablation baseline.
+   the plain mean of the query masks (R uniform, whatever ``select``), the ablation baseline.
 
 Cost: the only quadratic terms are V x L (PWCA) and V x Q (decoder cross-attention and masks); nothing is V x V.
 The voxel-side work that does not depend on the description (step 1) is done once for all S descriptions.
@@ -85,8 +86,9 @@ def fourier_positions(xyz: torch.Tensor, num_frequencies: int) -> torch.Tensor:
     """Voxel centres [V, 3] (metres) -> position features float [V, 3 + 6 * num_frequencies].
 
     Coordinates are first normalised isotropically to [-1, 1] over the scene's bounding box (centre at 0, the longest
-    side spanning [-1, 1]); the features are ``x`` (3 columns), then ``sin(2^k pi x)`` and ``cos(2^k pi x)`` for
-    k = 0 .. num_frequencies - 1 (6 F columns, computed as one ``sin`` with a pi/2 phase for the cosines).
+    side spanning [-1, 1]); the features are ``x`` (3 columns), then for each coordinate c in x, y, z
+    ``sin(2^k pi c)`` for k = 0 .. F-1 followed by ``cos(2^k pi c)`` for k = 0 .. F-1 (6 F columns; the cosines are
+    computed as sines with a pi/2 phase, in one call).
     """
     xyz = xyz.float()
     lo, hi = xyz.amin(0), xyz.amax(0)
@@ -186,14 +188,14 @@ class ReferringHead(nn.Module):
         self.query_norm = nn.LayerNorm(d)
         self.layers = nn.ModuleList(DecoderLayer(d, cfg.num_heads) for _ in range(cfg.num_layers))
         self.mask_mlp = _mlp(d, d, d)
-        self.mask_bias = nn.Parameter(torch.zeros(()))
         if cfg.use_qsa:
             self.qsa_query = nn.Linear(d, d)
             self.qsa_sentence = _mlp(cfg.text_dim, d, d)
 
     def _masks(self, q: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        """Queries [S, Q, dim], voxel features [S, V, dim] -> mask logits [S, Q, V]."""
-        return torch.bmm(self.mask_mlp(q), f.transpose(1, 2)) + self.mask_bias
+        """Queries [S, Q, dim], voxel features [S, V, dim] -> mask logits [S, Q, V]. (A per-query offset needs no
+        bias term: f = LayerNorm(.) carries the norm's learned shift beta, and <m_k, beta> is one.)"""
+        return torch.bmm(self.mask_mlp(q), f.transpose(1, 2))
 
     def forward(self, voxel_feats: torch.Tensor, xyz: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor,
                 sentence: torch.Tensor) -> dict:
@@ -224,7 +226,8 @@ class ReferringHead(nn.Module):
             attended = F.scaled_dot_product_attention(
                 v0.expand(1, s, *v0.shape), self.word_key(w)[None], self.word_value(w)[None],
                 attn_mask=word_mask[None, :, None, :])[0]
-            f = self.fuse_norm(attended + v0)
+            # in place when no autograd graph needs the attention output: saves a fresh S x V x dim buffer
+            f = self.fuse_norm(attended + v0 if attended.requires_grad else attended.add_(v0))
         else:
             f = self.fuse_norm(v0 + self.sentence_in(sentence.float())[:, None, :])
 
@@ -246,7 +249,7 @@ class ReferringHead(nn.Module):
             query_logits = torch.zeros(s, cfg.num_queries, device=q.device, dtype=q.dtype)
         scores = query_logits.softmax(dim=1)
         best = query_logits.argmax(dim=1)
-        if cfg.select == "argmax" and not self.training:
+        if cfg.select == "argmax" and cfg.use_qsa and not self.training:
             mask_logits = all_masks[torch.arange(s, device=best.device), best]
         else:
             mask_logits = torch.einsum("sq,sqv->sv", scores, all_masks)

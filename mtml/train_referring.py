@@ -1,0 +1,202 @@
+"""Training the LESS referring head on the shared backbone, with binary masks only.
+
+The rest of the network (backbone, instance and semantic heads) comes from ``init_checkpoint`` and stays frozen:
+the referring head learns on top of the features the other heads already use, so adding it changes nothing they
+predict. Scenes are not rotated or flipped, because the descriptions are viewpoint-dependent ("left of").
+Each step takes one scene and all its training descriptions (one backbone pass, S masks). The frozen backbone's
+voxel features and the text features of each description are computed once and kept in memory.
+
+Writes the same files as ``mtml.train.train``: config.yaml, metrics.jsonl, last.pt / best.pt (by validation
+Acc@0.5), curves.png; ``resume`` continues after the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from mtml.config import ExperimentConfig
+from mtml.errors import InputError
+from mtml.io.atomic import atomic_write_text
+from mtml.model.model import MTMLNet, load_checkpoint, save_checkpoint
+
+
+class ReferringScenes:
+    """The descriptions of one benchmark split grouped by scene, with cached network and text features.
+
+    records: ScanRefer-style dicts (``mtml.data.referring``). For each scene: its Scene, VoxelGrid, the frozen
+    network's referring features [V, C] and voxel centres [V, 3], the voxel targets bool [S, V] (voxels whose
+    majority instance is the object) and the encoded descriptions.
+    """
+
+    def __init__(self, records: list, model: MTMLNet, encoder, voxel_size: float, cache: bool = True):
+        self.by_scene: OrderedDict = OrderedDict()
+        for r in records:
+            self.by_scene.setdefault(r["scene_id"], []).append(r)
+        self.names = list(self.by_scene)
+        self.model, self.encoder, self.voxel_size, self.cache = model, encoder, voxel_size, cache
+        self._cache: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> dict:
+        name = self.names[i]
+        if name in self._cache:
+            return self._cache[name]
+        from mtml.data.referring import referring_target_mask, scene_for_record
+        from mtml.data.voxelize import voxelize
+        from mtml.infer import encode_descriptions, network_outputs, voxel_centres
+
+        records = self.by_scene[name]
+        scene = scene_for_record(records[0])
+        grid = voxelize(scene, self.voxel_size)
+        with torch.no_grad():
+            feats = self.model.referring_features(network_outputs(self.model, grid))
+        for r in records:
+            referring_target_mask(scene, r)  # InputError when the object is not in the scene
+        targets = np.stack([grid.instances == int(r["object_id"]) for r in records])  # the object's voxels
+        item = {"records": records, "scene": scene, "grid": grid, "features": feats,
+                "xyz": torch.from_numpy(voxel_centres(grid)), "targets": torch.from_numpy(targets),
+                "text": encode_descriptions(self.encoder, [r["description"] for r in records])}
+        if self.cache:
+            self._cache[name] = item
+        return item
+
+
+def evaluate_referring(model: MTMLNet, scenes: ReferringScenes, progress: bool = True, desc: str = "val"):
+    """``mtml.eval.referring.ReferringScores`` of the model's referring head over every description of
+    ``scenes``, at the points (a point is in the answer when its voxel is); times the head per scan."""
+    from mtml.eval.referring import ReferringScores
+    from mtml.data.referring import referring_target_mask
+
+    scores = ReferringScores()
+    head = model.referring_head
+    was_training = head.training
+    head.eval()
+    for i in tqdm(range(len(scenes)), desc=desc, disable=not progress, leave=False):
+        item = scenes[i]
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = head(item["features"], item["xyz"], *item["text"])
+        masks = (torch.sigmoid(out["mask_logits"]) > 0.5).numpy()
+        seconds = time.perf_counter() - t0
+        grid, scene = item["grid"], item["scene"]
+        for k, record in enumerate(item["records"]):
+            scores.update(masks[k][grid.point_to_voxel], referring_target_mask(scene, record),
+                          seconds if k == 0 else 0.0, scan=scene.name)
+    head.train(was_training)
+    return scores
+
+
+def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+                    init_checkpoint: Optional[str] = None) -> Path:
+    """Train the referring head of ``cfg.model`` (``train.task: refer``) on the synthetic referring benchmark of
+    ``data.kind`` (toy or longtail); every other weight comes from ``init_checkpoint`` (required) and is frozen.
+    Returns ``out_dir/last.pt``."""
+    from mtml.data.referring import build_referring_split
+    from mtml.losses.referring import referring_loss
+    from mtml.model.text import make_text_encoder
+    from mtml.train import _checkpoint_extra, lr_at, plot_curves
+
+    if not cfg.model.referring:
+        raise InputError(None, "train.task 'refer' needs model.referring settings")
+    if cfg.data.kind not in ("toy", "longtail"):
+        raise InputError(None, f"the referring benchmark has toy and longtail scenes, not {cfg.data.kind!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    torch.manual_seed(cfg.train.seed)
+    model = MTMLNet(cfg.model)
+    start_epoch, best_score, elapsed, state = 0, -1.0, 0.0, None
+    if resume and last.exists():
+        model, state = load_checkpoint(last)
+        start_epoch, best_score, elapsed = state["epoch"] + 1, state.get("best_score", -1.0), state.get("train_seconds", 0.0)
+        print(f"resuming from {last} after epoch {state['epoch']}")
+    else:
+        if not init_checkpoint:
+            raise InputError(None, "training the referring head needs --init: the checkpoint whose backbone it reads")
+        src, src_state = load_checkpoint(init_checkpoint)
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape},
+                              strict=False)
+        cfg.cluster.class_sizes = src_state.get("experiment", {}).get("cluster", {}).get("class_sizes", cfg.cluster.class_sizes)
+        if metrics_path.exists():
+            metrics_path.unlink()
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("referring_head."))
+    model.eval()  # frozen parts: batch norm statistics stay as trained
+    model.referring_head.train()
+    head_params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(head_params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    if state is not None:
+        opt.load_state_dict(state["optimizer_state"])
+        torch.set_rng_state(state["torch_rng"])
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    encoder = make_text_encoder(cfg.model.text_encoder)
+    per_scene = cfg.data.referring_per_scene
+    train_set = ReferringScenes(build_referring_split(cfg.data.kind, "train", cfg.data.train_scenes, per_scene),
+                                model, encoder, cfg.data.voxel_size)
+    val_set = ReferringScenes(build_referring_split(cfg.data.kind, "val", cfg.data.val_scenes, per_scene),
+                              model, encoder, cfg.data.voxel_size)
+    steps_per_epoch = len(train_set) if cfg.train.max_steps_per_epoch is None else min(len(train_set), cfg.train.max_steps_per_epoch)
+    total_steps = steps_per_epoch * cfg.train.epochs
+    from mtml.model.referring import ReferringConfig
+
+    head_cfg = ReferringConfig(**cfg.model.referring)
+
+    def log(row: dict) -> None:
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        t_epoch = time.perf_counter()
+        order = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(train_set))[:steps_per_epoch]
+        sums: dict = {}
+        bar = tqdm(order, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress)
+        for i, idx in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            item = train_set[int(idx)]
+            outputs = model.referring_head(item["features"], item["xyz"], *item["text"])
+            losses = referring_loss(outputs, item["targets"], head_cfg)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opt.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if (i + 1) % cfg.train.log_every == 0:
+                bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.3f}")
+                log({"kind": "step", "epoch": epoch + 1, "step": step + 1, "lr": opt.param_groups[0]["lr"],
+                     **{k: float(v.detach()) for k, v in losses.items()}})
+        elapsed += time.perf_counter() - t_epoch
+        row = {"kind": "epoch", "epoch": epoch + 1, "seconds": elapsed, **{k: v / len(order) for k, v in sums.items()}}
+        log(row)
+        extra = _checkpoint_extra(cfg, epoch, best_score, elapsed, [])
+        extra.update({"optimizer_state": opt.state_dict(), "torch_rng": torch.get_rng_state()})
+        save_checkpoint(last, model, extra)
+        if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
+            res = evaluate_referring(model, val_set, progress).results()
+            val = {"miou": res["miou"], "acc25": res["acc@0.25"], "acc50": res["acc@0.5"]}
+            log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
+            print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val Acc@0.5 {100 * val['acc50']:.1f}  "
+                  f"mIoU {100 * val['miou']:.1f}  ({elapsed:.0f} s)")
+            if val["acc50"] > best_score:
+                best_score = val["acc50"]
+                save_checkpoint(best, model, _checkpoint_extra(cfg, epoch, best_score, elapsed, []))
+                extra["best_score"] = best_score
+                save_checkpoint(last, model, extra)
+        plot_curves(metrics_path, out / "curves.png")
+    return last

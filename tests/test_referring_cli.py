@@ -1,0 +1,69 @@
+"""The referring head inside the package: training it on a frozen backbone, and mtml-infer --refer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from plyfile import PlyData
+
+from mtml.cli import run_command
+from mtml.cli.infer import main as infer_main
+from mtml.data.toy import generate_scene
+from mtml.io.ply import write_ply
+from mtml.model.model import load_checkpoint
+
+
+def _run(argv, capsys):
+    code = run_command(infer_main, argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_training_the_referring_head_leaves_the_rest_untouched(tiny_semantic_checkpoint, tiny_referring_checkpoint):
+    base, _ = load_checkpoint(tiny_semantic_checkpoint)
+    model, state = load_checkpoint(tiny_referring_checkpoint)
+    assert model.referring_head is not None
+    own = model.state_dict()
+    for key, value in base.state_dict().items():
+        assert torch.equal(own[key], value), key  # frozen: backbone, instance and semantic heads
+    rows = [json.loads(line) for line in (tiny_referring_checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in rows if r["kind"] == "val"]
+    assert vals and {"miou", "acc25", "acc50"} <= set(vals[-1])
+
+
+def test_refer_writes_target_ply_and_json(tiny_referring_checkpoint, tmp_path, capsys):
+    scene = generate_scene(7)
+    src = write_ply(tmp_path / "room.ply", scene.points)
+    sentences = ["the pillar", "the small cube next to the cabinet"]
+    code, out, err = _run([str(src), "--checkpoint", str(tiny_referring_checkpoint), "--out", str(tmp_path / "o"),
+                           "--no-picture", "--refer", sentences[0], "--refer", sentences[1]], capsys)
+    assert code == 0, err
+    v = PlyData.read(str(tmp_path / "o" / "room_refer.ply"))["vertex"].data
+    assert len(v) == scene.num_points and {"target_0", "target_1"} <= set(v.dtype.names)
+    summary = json.loads((tmp_path / "o" / "room_refer.json").read_text())
+    assert [a["description"] for a in summary["answers"]] == sentences
+    for k, answer in enumerate(summary["answers"]):
+        mask = v[f"target_{k}"] == 1
+        assert answer["num_points"] == int(mask.sum()) > 0  # every sentence gets an answer
+        pts = np.c_[v["x"], v["y"], v["z"]][mask]
+        assert answer["bbox_min"] == pytest.approx(pts.min(0).tolist(), abs=1e-3)
+        assert answer["bbox_max"] == pytest.approx(pts.max(0).tolist(), abs=1e-3)
+        assert sentences[k] in out
+
+
+def test_one_sentence_writes_a_target_property(tiny_referring_checkpoint, tmp_path, capsys):
+    src = write_ply(tmp_path / "room.ply", generate_scene(8).points)
+    code, _, err = _run([str(src), "--checkpoint", str(tiny_referring_checkpoint), "--out", str(tmp_path / "o"),
+                         "--no-picture", "--refer", "the flat box"], capsys)
+    assert code == 0, err
+    v = PlyData.read(str(tmp_path / "o" / "room_refer.ply"))["vertex"].data
+    assert set(np.unique(v["target"])) <= {0, 1}
+
+
+def test_refer_needs_a_referring_head(tiny_semantic_checkpoint, tmp_path, capsys):
+    src = write_ply(tmp_path / "room.ply", generate_scene(8).points)
+    code, _, err = _run([str(src), "--checkpoint", str(tiny_semantic_checkpoint), "--out", str(tmp_path / "o"),
+                         "--refer", "the pillar"], capsys)
+    assert code == 2 and "referring head" in err and str(tiny_semantic_checkpoint) in err
+    assert not (tmp_path / "o").exists()
