@@ -19,15 +19,11 @@ from mtml.data.voxelize import voxelize
 from mtml.infer import predict_voxels
 from mtml.train import training_loss
 from mtml.cli.infer import bundled_checkpoint
+from reference import RatioRecorder, reference_workload
 from mtml.model.model import load_checkpoint
 
-_REF = {}
-
-
-def _reference():
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    for _ in range(20):
-        a @ b
+_RATIOS = RatioRecorder()
+_record = _RATIOS.record
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +39,8 @@ def toy():
     return cfg, scene, grid, model
 
 
-def _record(benchmark, key):
-    benchmark.extra_info["mean_s"] = benchmark.stats.stats.mean
-    if "reference" in _REF:
-        benchmark.extra_info["ratio_to_reference"] = benchmark.stats.stats.mean / _REF["reference"]
-    _REF[key] = benchmark.stats.stats.mean
-
-
 def test_reference_matmul(benchmark):
-    benchmark.pedantic(_reference, rounds=5, warmup_rounds=1)
+    benchmark.pedantic(reference_workload, rounds=5, warmup_rounds=1)
     _record(benchmark, "reference")
 
 
@@ -84,5 +73,5 @@ def test_inference_postprocessing(benchmark, toy):
     pred = predict_voxels(model, grid)
     benchmark.pedantic(lambda: segment_instances(grid, pred.embedding, pred.direction, cfg.cluster), rounds=10, warmup_rounds=1)
     _record(benchmark, "postprocessing")
-    if "network" in _REF:
-        benchmark.extra_info["share_of_inference"] = _REF["postprocessing"] / (_REF["postprocessing"] + _REF["network"])
+    if "network" in _RATIOS.means:
+        benchmark.extra_info["share_of_inference"] = _RATIOS.means["postprocessing"] / (_RATIOS.means["postprocessing"] + _RATIOS.means["network"])

@@ -151,8 +151,15 @@ def refer_voxels(model: MTMLNet, grid: VoxelGrid, text: tuple, device: str = "cp
     head_out = model.referring_head(model.referring_features(out), torch.from_numpy(voxel_centres(grid)).to(device),
                                     words, word_mask, sentences)
     prob = torch.sigmoid(head_out["mask_logits"]).float().cpu().numpy()
+    masks = referring_masks(prob)
+    scores = np.array([float(p[m].mean()) for p, m in zip(prob, masks)])
+    return ReferringPrediction(masks, scores, prob)
+
+
+def referring_masks(prob: np.ndarray) -> np.ndarray:
+    """Mask probabilities float [S, V] -> bool masks [S, V]: the voxels over 0.5, or, for a description with
+    none, the voxels at least half as likely as its most likely one (every description gets an answer)."""
     masks = prob > 0.5
     empty = ~masks.any(axis=1)
     masks[empty] = prob[empty] >= 0.5 * prob[empty].max(axis=1, keepdims=True)
-    scores = np.array([float(p[m].mean()) for p, m in zip(prob, masks)])
-    return ReferringPrediction(masks, scores, prob)
+    return masks

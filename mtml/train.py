@@ -211,6 +211,21 @@ def training_loss(model: MTMLNet, sample, cfg: ExperimentConfig, class_alpha=Non
     return total_loss(outputs, sample, model, cfg.loss, class_alpha)
 
 
+def load_matching_weights(model: torch.nn.Module, src: torch.nn.Module, source: str, skip: tuple = ()) -> list:
+    """Copy into ``model`` every tensor of ``src`` with the same name and shape, except names starting with a
+    prefix in ``skip``; returns (and prints) the names of the model's tensors that start fresh (not in ``src``,
+    another shape, e.g. a new head or a stem for other input features, or skipped)."""
+    own = model.state_dict()
+    usable = {k: v for k, v in src.state_dict().items()
+              if k in own and own[k].shape == v.shape and not k.startswith(tuple(skip))}
+    model.load_state_dict(usable, strict=False)
+    fresh = [k for k in own if k not in usable]
+    if fresh:
+        print(f"{source}: {len(fresh)} tensors start fresh (not in it, another shape, or skipped): "
+              f"{', '.join(fresh[:4])}{' ...' if len(fresh) > 4 else ''}")
+    return fresh
+
+
 def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
           init_checkpoint: Optional[str] = None) -> Path:
     """Train a model as configured; returns the path of the final checkpoint (``out_dir/last.pt``).
@@ -223,7 +238,7 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
         raise InputError(None, f"unknown data kind {cfg.data.kind!r} ({', '.join(DATASETS)})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+    last, metrics_path = out / "last.pt", out / "metrics.jsonl"
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
@@ -250,20 +265,54 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
         src = None
         if init_checkpoint:
             src, _ = load_checkpoint(init_checkpoint)
-            own = model.state_dict()
-            usable = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
-            model.load_state_dict(usable, strict=False)
-            fresh = [k for k in own if k not in usable]
-            if fresh:  # e.g. a new head, or a stem for other input features
-                print(f"{init_checkpoint}: {len(fresh)} tensors start fresh (not in it, or another shape): "
-                      f"{', '.join(fresh[:4])}{' ...' if len(fresh) > 4 else ''}")
+            load_matching_weights(model, src, init_checkpoint)
         if model.semantic_head is not None and (src is None or src.semantic_head is None):
             set_text_anchors(model, cfg)
         if metrics_path.exists():
             metrics_path.unlink()  # a fresh run starts a fresh log
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     model.train()
-    steps_per_epoch = len(train_set) if cfg.train.max_steps_per_epoch is None else min(len(train_set), cfg.train.max_steps_per_epoch)
+
+    def step_losses(index: int, epoch: int) -> dict:
+        train_set.epoch = epoch  # the augmentation draws per (scene, epoch)
+        return training_loss(model, train_set[index], cfg, class_alpha)
+
+    def validate_epoch() -> tuple[dict, float]:
+        val = validate(model, cfg, val_scenes)
+        return val, selection_score(val, cfg.train.select_by)
+
+    return fit_epochs(cfg, out, model, opt, len(train_set), step_losses, validate_epoch,
+                      lambda epoch, best_score, seconds: _checkpoint_extra(cfg, epoch, best_score, seconds, class_counts),
+                      start_epoch, best_score, elapsed, progress, shown=("ap50", "miou"))
+
+
+def run_training(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+                 init_checkpoint: Optional[str] = None) -> Path:
+    """The trainer ``cfg.train.task`` names: "segment" (``train``: backbone, instance and semantic heads) or
+    "refer" (``mtml.train_referring.train_referring``: the referring head on a frozen model). Returns last.pt."""
+    if cfg.train.task == "refer":
+        from mtml.train_referring import train_referring
+
+        return train_referring(cfg, out_dir, resume, progress, init_checkpoint)
+    if cfg.train.task != "segment":
+        raise InputError(None, f"unknown train.task {cfg.train.task!r} (segment, refer)")
+    return train(cfg, out_dir, resume, progress, init_checkpoint)
+
+
+def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.optim.Optimizer, num_items: int,
+               step_losses, validate_epoch, checkpoint_extra, start_epoch: int = 0, best_score: float = -1.0,
+               elapsed: float = 0.0, progress: bool = True, shown=("ap50", "miou")) -> Path:
+    """The epoch loop every trainer shares: cosine learning rate, one optimizer step per training item, JSONL
+    metrics, atomic ``last.pt`` every epoch (before validating: a failed validation never costs an epoch),
+    ``best.pt`` at the best validation score, and ``curves.png``. Returns ``out/last.pt``.
+
+    step_losses(index, epoch) -> dict of scalar tensors with "loss" (the one to minimise) for training item
+    ``index`` in [0, num_items); validate_epoch() -> (metrics dict of fractions, selection score);
+    checkpoint_extra(epoch, best_score, seconds) -> what a checkpoint keeps besides the weights. ``shown``: the
+    validation metrics printed after each validation.
+    """
+    last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+    steps_per_epoch = num_items if cfg.train.max_steps_per_epoch is None else min(num_items, cfg.train.max_steps_per_epoch)
     total_steps = steps_per_epoch * cfg.train.epochs
 
     def log(row: dict) -> None:
@@ -272,15 +321,14 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t_epoch = time.perf_counter()
-        train_set.epoch = epoch
-        order = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(train_set))[:steps_per_epoch]
+        order = np.random.default_rng([cfg.train.seed, epoch]).permutation(num_items)[:steps_per_epoch]
         sums: dict = {}
         bar = tqdm(order, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress)
         for i, idx in enumerate(bar):
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, cfg)
-            losses = training_loss(model, train_set[int(idx)], cfg, class_alpha)
+            losses = step_losses(int(idx), epoch)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
@@ -293,18 +341,17 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
         elapsed += time.perf_counter() - t_epoch
         row = {"kind": "epoch", "epoch": epoch + 1, "seconds": elapsed, **{k: v / len(order) for k, v in sums.items()}}
         log(row)
-        extra = _checkpoint_extra(cfg, epoch, best_score, elapsed, class_counts)
+        extra = checkpoint_extra(epoch, best_score, elapsed)
         extra.update({"optimizer_state": opt.state_dict(), "torch_rng": torch.get_rng_state()})
-        save_checkpoint(last, model, extra)  # before validation: a failed validation never costs an epoch
+        save_checkpoint(last, model, extra)
         if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
-            val = validate(model, cfg, val_scenes)
-            score = selection_score(val, cfg.train.select_by)
+            val, score = validate_epoch()
             log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
-            shown = "  ".join(f"val {k} {100 * v:.1f}" for k, v in val.items() if k in ("ap50", "miou"))
-            print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {shown}  ({elapsed:.0f} s)")
+            text = "  ".join(f"val {k} {100 * v:.1f}" for k, v in val.items() if k in shown)
+            print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {text}  ({elapsed:.0f} s)")
             if score > best_score:
                 best_score = score
-                save_checkpoint(best, model, _checkpoint_extra(cfg, epoch, best_score, elapsed, class_counts))
+                save_checkpoint(best, model, checkpoint_extra(epoch, best_score, elapsed))
                 extra["best_score"] = best_score
                 save_checkpoint(last, model, extra)
         plot_curves(metrics_path, out / "curves.png")

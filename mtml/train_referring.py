@@ -12,7 +12,6 @@ Acc@0.5), curves.png; ``resume`` continues after the last finished epoch.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import OrderedDict
@@ -27,7 +26,7 @@ from tqdm import tqdm
 from mtml.config import ExperimentConfig
 from mtml.errors import InputError
 from mtml.io.atomic import atomic_write_text
-from mtml.model.model import MTMLNet, load_checkpoint, save_checkpoint
+from mtml.model.model import MTMLNet, load_checkpoint
 
 
 class ReferringScenes:
@@ -35,7 +34,7 @@ class ReferringScenes:
 
     records: ScanRefer-style dicts (``mtml.data.referring``). For each scene: its Scene, VoxelGrid, the frozen
     network's referring features [V, C] and voxel centres [V, 3], the voxel targets bool [S, V] (voxels whose
-    majority instance is the object) and the encoded descriptions.
+    majority instance is the object), the encoded descriptions and the seconds the network's pass took.
     """
 
     def __init__(self, records: list, model: MTMLNet, encoder, voxel_size: float, cache: bool = True):
@@ -60,14 +59,17 @@ class ReferringScenes:
         records = self.by_scene[name]
         scene = scene_for_record(records[0])
         grid = voxelize(scene, self.voxel_size)
+        t0 = time.perf_counter()
         with torch.no_grad():
             feats = self.model.referring_features(network_outputs(self.model, grid))
+        backbone_seconds = time.perf_counter() - t0
         for r in records:
             referring_target_mask(scene, r)  # InputError when the object is not in the scene
         targets = np.stack([grid.instances == int(r["object_id"]) for r in records])  # the object's voxels
         item = {"records": records, "scene": scene, "grid": grid, "features": feats,
                 "xyz": torch.from_numpy(voxel_centres(grid)), "targets": torch.from_numpy(targets),
-                "text": encode_descriptions(self.encoder, [r["description"] for r in records])}
+                "text": encode_descriptions(self.encoder, [r["description"] for r in records]),
+                "backbone_seconds": backbone_seconds}
         if self.cache:
             self._cache[name] = item
         return item
@@ -75,9 +77,11 @@ class ReferringScenes:
 
 def evaluate_referring(model: MTMLNet, scenes: ReferringScenes, progress: bool = True, desc: str = "val"):
     """``mtml.eval.referring.ReferringScores`` of the model's referring head over every description of
-    ``scenes``, at the points (a point is in the answer when its voxel is); times the head per scan."""
+    ``scenes``, at the points (a point is in the answer when its voxel is). The time per scan is the network's
+    pass (measured when the scene's features were computed) plus the referring head's for all its descriptions."""
     from mtml.eval.referring import ReferringScores
     from mtml.data.referring import referring_target_mask
+    from mtml.infer import referring_masks
 
     scores = ReferringScores()
     head = model.referring_head
@@ -88,8 +92,8 @@ def evaluate_referring(model: MTMLNet, scenes: ReferringScenes, progress: bool =
         t0 = time.perf_counter()
         with torch.no_grad():
             out = head(item["features"], item["xyz"], *item["text"])
-        masks = (torch.sigmoid(out["mask_logits"]) > 0.5).numpy()
-        seconds = time.perf_counter() - t0
+        masks = referring_masks(torch.sigmoid(out["mask_logits"]).numpy())
+        seconds = time.perf_counter() - t0 + item["backbone_seconds"]
         grid, scene = item["grid"], item["scene"]
         for k, record in enumerate(item["records"]):
             scores.update(masks[k][grid.point_to_voxel], referring_target_mask(scene, record),
@@ -105,8 +109,9 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     Returns ``out_dir/last.pt``."""
     from mtml.data.referring import build_referring_split
     from mtml.losses.referring import referring_loss
+    from mtml.model.referring import ReferringConfig
     from mtml.model.text import make_text_encoder
-    from mtml.train import _checkpoint_extra, lr_at, plot_curves
+    from mtml.train import _checkpoint_extra, fit_epochs, load_matching_weights
 
     if not cfg.model.referring:
         raise InputError(None, "train.task 'refer' needs model.referring settings")
@@ -114,7 +119,7 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
         raise InputError(None, f"the referring benchmark has toy and longtail scenes, not {cfg.data.kind!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    last, best, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+    last, metrics_path = out / "last.pt", out / "metrics.jsonl"
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
@@ -128,9 +133,8 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
         if not init_checkpoint:
             raise InputError(None, "training the referring head needs --init: the checkpoint whose backbone it reads")
         src, src_state = load_checkpoint(init_checkpoint)
-        own = model.state_dict()
-        model.load_state_dict({k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape},
-                              strict=False)
+        # the head itself always starts fresh, also from a checkpoint that has one (e.g. the bundled model)
+        load_matching_weights(model, src, init_checkpoint, skip=("referring_head.",))
         cfg.cluster.class_sizes = src_state.get("experiment", {}).get("cluster", {}).get("class_sizes", cfg.cluster.class_sizes)
         if metrics_path.exists():
             metrics_path.unlink()
@@ -138,8 +142,8 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
         p.requires_grad_(name.startswith("referring_head."))
     model.eval()  # frozen parts: batch norm statistics stay as trained
     model.referring_head.train()
-    head_params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(head_params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
+                           weight_decay=cfg.train.weight_decay)
     if state is not None:
         opt.load_state_dict(state["optimizer_state"])
         torch.set_rng_state(state["torch_rng"])
@@ -150,53 +154,18 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
                                 model, encoder, cfg.data.voxel_size)
     val_set = ReferringScenes(build_referring_split(cfg.data.kind, "val", cfg.data.val_scenes, per_scene),
                               model, encoder, cfg.data.voxel_size)
-    steps_per_epoch = len(train_set) if cfg.train.max_steps_per_epoch is None else min(len(train_set), cfg.train.max_steps_per_epoch)
-    total_steps = steps_per_epoch * cfg.train.epochs
-    from mtml.model.referring import ReferringConfig
-
     head_cfg = ReferringConfig(**cfg.model.referring)
 
-    def log(row: dict) -> None:
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+    def step_losses(index: int, epoch: int) -> dict:
+        item = train_set[index]
+        return referring_loss(model.referring_head(item["features"], item["xyz"], *item["text"]), item["targets"],
+                              head_cfg)
 
-    for epoch in range(start_epoch, cfg.train.epochs):
-        t_epoch = time.perf_counter()
-        order = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(train_set))[:steps_per_epoch]
-        sums: dict = {}
-        bar = tqdm(order, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress)
-        for i, idx in enumerate(bar):
-            step = epoch * steps_per_epoch + i
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg)
-            item = train_set[int(idx)]
-            outputs = model.referring_head(item["features"], item["xyz"], *item["text"])
-            losses = referring_loss(outputs, item["targets"], head_cfg)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            if (i + 1) % cfg.train.log_every == 0:
-                bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.3f}")
-                log({"kind": "step", "epoch": epoch + 1, "step": step + 1, "lr": opt.param_groups[0]["lr"],
-                     **{k: float(v.detach()) for k, v in losses.items()}})
-        elapsed += time.perf_counter() - t_epoch
-        row = {"kind": "epoch", "epoch": epoch + 1, "seconds": elapsed, **{k: v / len(order) for k, v in sums.items()}}
-        log(row)
-        extra = _checkpoint_extra(cfg, epoch, best_score, elapsed, [])
-        extra.update({"optimizer_state": opt.state_dict(), "torch_rng": torch.get_rng_state()})
-        save_checkpoint(last, model, extra)
-        if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
-            res = evaluate_referring(model, val_set, progress).results()
-            val = {"miou": res["miou"], "acc25": res["acc@0.25"], "acc50": res["acc@0.5"]}
-            log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
-            print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val Acc@0.5 {100 * val['acc50']:.1f}  "
-                  f"mIoU {100 * val['miou']:.1f}  ({elapsed:.0f} s)")
-            if val["acc50"] > best_score:
-                best_score = val["acc50"]
-                save_checkpoint(best, model, _checkpoint_extra(cfg, epoch, best_score, elapsed, []))
-                extra["best_score"] = best_score
-                save_checkpoint(last, model, extra)
-        plot_curves(metrics_path, out / "curves.png")
-    return last
+    def validate_epoch() -> tuple[dict, float]:
+        res = evaluate_referring(model, val_set, progress).results()
+        val = {"miou": res["miou"], "acc25": res["acc@0.25"], "acc50": res["acc@0.5"]}
+        return val, val["acc50"]
+
+    return fit_epochs(cfg, out, model, opt, len(train_set), step_losses, validate_epoch,
+                      lambda epoch, best, seconds: _checkpoint_extra(cfg, epoch, best, seconds, []),
+                      start_epoch, best_score, elapsed, progress, shown=("acc50", "miou"))

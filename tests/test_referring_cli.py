@@ -52,13 +52,28 @@ def test_refer_writes_target_ply_and_json(tiny_referring_checkpoint, tmp_path, c
         assert sentences[k] in out
 
 
-def test_one_sentence_writes_a_target_property(tiny_referring_checkpoint, tmp_path, capsys):
+def test_one_sentence_writes_a_target_property_and_a_picture(tiny_referring_checkpoint, tmp_path, capsys):
     src = write_ply(tmp_path / "room.ply", generate_scene(8).points)
     code, _, err = _run([str(src), "--checkpoint", str(tiny_referring_checkpoint), "--out", str(tmp_path / "o"),
-                         "--no-picture", "--refer", "the flat box"], capsys)
+                         "--refer", "the flat box"], capsys)
     assert code == 0, err
     v = PlyData.read(str(tmp_path / "o" / "room_refer.ply"))["vertex"].data
     assert set(np.unique(v["target"])) <= {0, 1}
+    assert (tmp_path / "o" / "room_refer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_all_sentences_share_one_network_pass(tiny_referring_checkpoint, tmp_path, capsys, monkeypatch):
+    import mtml.infer
+
+    calls = []
+    real = mtml.infer.network_outputs
+    monkeypatch.setattr(mtml.infer, "network_outputs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    src = write_ply(tmp_path / "room.ply", generate_scene(8).points)
+    code, _, err = _run([str(src), "--checkpoint", str(tiny_referring_checkpoint), "--out", str(tmp_path / "o"),
+                         "--no-picture"] + [a for s in ("the pillar", "the cube", "the cabinet") for a in ("--refer", s)],
+                        capsys)
+    assert code == 0, err
+    assert len(calls) == 1  # instances and three sentences from one backbone pass
 
 
 def test_refer_needs_a_referring_head(tiny_semantic_checkpoint, tmp_path, capsys):

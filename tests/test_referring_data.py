@@ -1,7 +1,6 @@
 """mtml.data.referring: the synthetic referring benchmark (ScanRefer-schema records, one object per description)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from mtml.data.toy import TOY_CLASS_NAMES, generate_scene, toy_scene_seeds
 from mtml.errors import InputError
 from mtml.scene import Scene
 
-HANDMADE = Path(__file__).parent / "fixtures" / "referring_handmade.json"
+HANDMADE = R.HANDMADE_DESCRIPTIONS
 SCANREFER_KEYS = {"scene_id", "object_id", "object_name", "ann_id", "description", "token"}
 
 

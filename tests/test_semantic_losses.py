@@ -58,7 +58,11 @@ def test_contrastive_loss_zero_on_anchor_and_positive_elsewhere():
     target = torch.tensor([0, 1, 2, 3])
     on_anchor = anchor_contrastive_loss(anchors[target] * 3.0, target, anchors)  # scale does not matter
     assert float(on_anchor["loss"]) == pytest.approx(0.0, abs=1e-6)
-    wrong = anchor_contrastive_loss(anchors[(target + 1) % 4], target, anchors, num_negatives=3)
+    # 100 voxels, each on the anchor of the next class; negatives are drawn at random, so a seeded generator and
+    # enough voxels that some draw hits that anchor (all 100 missing it has probability (2/3)^300)
+    many = target.repeat(25)
+    wrong = anchor_contrastive_loss(anchors[(many + 1) % 4], many, anchors, num_negatives=3,
+                                    generator=torch.Generator().manual_seed(0))
     assert float(wrong["pos"]) == pytest.approx(1.0)  # cosine distance 1 to the own anchor
     assert float(wrong["neg"]) > 0  # sits on a negative anchor: distance 0 < t_neg = 0.6
 

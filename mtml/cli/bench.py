@@ -4,6 +4,7 @@
   mtml-bench toy-generalization [--checkpoint CKPT] [--scenes N]
   mtml-bench toy-plain [--checkpoint CKPT] [--scenes N]   (semantic head + instances, labels removed)
   mtml-bench longtail [--train] [--runs DIR] [--scenes N]  (seeds/001 Table 1 on the long-tail benchmark)
+  mtml-bench referring [--train] [--init CKPT] [--runs DIR] [--scenes N]  (seeds/002 ablation, referring benchmark)
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ def main(argv=None) -> int:
     lt.add_argument("--runs", default="runs/longtail", help="folder of the runs: <runs>/<row>/last.pt")
     lt.add_argument("--scenes", type=int, default=None, help="evaluate on the first N test scenes only")
     lt.add_argument("--out", default="mtml_bench")
+    ref = sub.add_parser("referring", help="seeds/002 ablation: the referring head with and without PWCA, QSA, "
+                                           "L_area, L_p2p; mIoU / Acc@0.25 / Acc@0.5 on validation and hand-made "
+                                           "descriptions, ms per scan")
+    ref.add_argument("--train", action="store_true", help="train the rows from configs/referring_ablation*.yaml "
+                                                          "first (resumes interrupted runs; about 30 min on 2 cores)")
+    ref.add_argument("--init", default=None, help="the model whose frozen features the rows train on (default: "
+                                                  "bundled toy.pt; its own referring head is not used)")
+    ref.add_argument("--configs", default="configs", help="folder with the referring_ablation*.yaml configs")
+    ref.add_argument("--runs", default="runs/referring", help="folder of the runs: <runs>/<row>/best.pt")
+    ref.add_argument("--scenes", type=int, default=None, help="evaluate on the first N validation scenes only")
+    ref.add_argument("--handmade", default=None, help="ScanRefer-style JSON of extra descriptions (default: the "
+                                                      "bundled hand-made set)")
+    ref.add_argument("--out", default="mtml_bench")
     args = p.parse_args(argv)
 
     from mtml.data.toy import toy_scene_seeds
@@ -78,6 +92,8 @@ def main(argv=None) -> int:
         _toy_plain(args, out)
     elif args.command == "longtail":
         _longtail(args, out)
+    elif args.command == "referring":
+        _referring(args, out)
     else:
         from mtml.cli.infer import bundled_checkpoint
 
@@ -119,7 +135,7 @@ def _longtail(args, out: Path) -> None:
     from mtml.io.atomic import atomic_write_text
 
     if args.train:
-        checkpoints = lt.train_methods(args.configs, args.runs)
+        checkpoints = lt.train_longtail_methods(args.configs, args.runs)
     else:
         checkpoints = {m.key: Path(args.runs) / m.key / "last.pt" for m in lt.METHODS}
         missing = [str(p) for p in checkpoints.values() if not p.exists()]
@@ -130,6 +146,28 @@ def _longtail(args, out: Path) -> None:
     print(f"Long-tail benchmark, {len(seeds)} test scenes (%)\n" + lt.table_text(results))
     atomic_write_text(out / "longtail.csv", lt.table_csv(results))
     print(f"wrote {out / 'longtail.csv'}")
+
+
+def _referring(args, out: Path) -> None:
+    """mtml-bench referring: train (optionally) and evaluate every ablation row; print the table, write
+    referring.csv."""
+    from mtml.cli.infer import bundled_checkpoint
+    from mtml.data.referring import HANDMADE_DESCRIPTIONS
+    from mtml.errors import InputError
+    from mtml.eval import referring_table as rt
+    from mtml.io.atomic import atomic_write_text
+
+    if args.train:
+        checkpoints = rt.train_ablation(args.configs, args.runs, args.init or str(bundled_checkpoint("toy.pt")))
+    else:
+        checkpoints = {m.key: Path(args.runs) / m.key / "best.pt" for m in rt.METHODS}
+        missing = [str(p) for p in checkpoints.values() if not p.exists()]
+        if missing:
+            raise InputError(missing[0], f"no such checkpoint ({len(missing)} rows missing; train them with --train)")
+    results = rt.evaluate_rows(checkpoints, args.scenes, args.handmade or HANDMADE_DESCRIPTIONS)
+    print("Referring ablation (%)\n" + rt.table_text(results))
+    atomic_write_text(out / "referring.csv", rt.table_csv(results))
+    print(f"wrote {out / 'referring.csv'}")
 
 
 def entry() -> None:

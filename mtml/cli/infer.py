@@ -182,6 +182,20 @@ def _write_referring(args, model, scene, grid, outputs, text_features) -> None:
               f"(score {pred.scores[k]:.2f})")
     atomic_write_text(Path(args.out) / f"{scene.name}_refer.json",
                       json.dumps({"scene": scene.name, "ply": ply.name, "answers": answers}, indent=2) + "\n")
+    if not args.no_picture:
+        write_referring_picture(Path(args.out) / f"{scene.name}_refer.png", scene, args.refer, point_masks)
+
+
+def write_referring_picture(path: Path, scene, sentences: list, point_masks: np.ndarray) -> Path:
+    """Top view of a scene in grey with each sentence's answer in its own colour (legend: the sentences)."""
+    from mtml.io.instances import instance_colors, write_top_view
+
+    palette = instance_colors(len(sentences) + 1)[1:]
+    colors = np.full((scene.num_points, 3), 190, dtype=np.uint8)
+    for k in range(len(sentences)):
+        colors[point_masks[k]] = palette[k]
+    legend = {(s if len(s) <= 48 else s[:45] + "..."): palette[k] for k, s in enumerate(sentences)}
+    return write_top_view(path, scene.points, colors, f"{scene.name}: referred objects (top view)", legend)
 
 
 def entry() -> None:

@@ -32,14 +32,10 @@ def main(argv=None) -> int:
     if args.threads is not None:
         cfg.train.num_threads = args.threads
     out = args.out or f"runs/{cfg.name}"
-    from mtml.train import train
+    from mtml.train import run_training
 
     t0 = time.perf_counter()
-    if cfg.train.task == "refer":
-        from mtml.train_referring import train_referring as run
-    else:
-        run = train
-    last = run(cfg, out, resume=args.resume, progress=not args.no_progress, init_checkpoint=args.init)
+    last = run_training(cfg, out, resume=args.resume, progress=not args.no_progress, init_checkpoint=args.init)
     print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint {last}; metrics {out}/metrics.jsonl")
     return 0
 

@@ -60,6 +60,10 @@ from mtml.errors import InputError
 from mtml.io.atomic import atomic_write_text
 from mtml.scene import Scene
 
+# descriptions of toy and long-tail test scenes written by hand, with words and sentence shapes the generator never
+# uses (tests/test_referring_data.py checks that): the check that the head understands more than the templates
+HANDMADE_DESCRIPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
+                                     "referring_handmade.json")
 TOY_VAL_SEED_START = 100_000
 """First toy validation seed (as ``mtml.train.VAL_SEED_START``); the val split is 100 scenes from here."""
 TOY_VAL_SCENES = 100

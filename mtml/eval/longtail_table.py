@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
+from mtml.eval.methods import Method, train_methods
 from mtml.eval.semantic import SemanticResult
 
 GROUPS = ("head", "common", "tail")
-
-
-@dataclass(frozen=True)
-class Method:
-    """One row: its key, title, config file (in configs/) and the row whose checkpoint it starts from."""
-
-    key: str
-    title: str
-    config: str
-    init_from: Optional[str] = None
-
 
 PRETRAIN = Method("pretrain", "Language pre-training (stage 1)", "longtail_pretrain.yaml")
 METHODS = (
@@ -44,21 +33,11 @@ PAPER_MIOU = {
 }
 
 
-def train_methods(configs_dir: str | Path, out_dir: str | Path, methods: Sequence[Method] = METHODS,
-                  progress: bool = True) -> dict[str, Path]:
-    """Train every row (and the shared pre-training stage first) with ``mtml.train.train``, resuming runs that
+def train_longtail_methods(configs_dir: str | Path, out_dir: str | Path, methods: Sequence[Method] = METHODS,
+                           progress: bool = True) -> dict[str, Path]:
+    """Train every row (and the shared pre-training stage first) into ``out_dir/<key>/``, resuming runs that
     were interrupted; returns row key -> final checkpoint (``out_dir/<key>/last.pt``)."""
-    from mtml.config import load_config
-    from mtml.train import train
-
-    done: dict[str, Path] = {}
-    needed = [PRETRAIN] if any(m.init_from == "pretrain" for m in methods) else []
-    for method in [*needed, *methods]:
-        cfg = load_config(Path(configs_dir) / method.config)
-        init = str(done[method.init_from]) if method.init_from else None
-        done[method.key] = train(cfg, Path(out_dir) / method.key, resume=True, progress=progress,
-                                 init_checkpoint=init)
-    return {m.key: done[m.key] for m in methods}
+    return train_methods(configs_dir, out_dir, methods, prerequisites=(PRETRAIN,), progress=progress)
 
 
 def evaluate_checkpoint(path: str | Path, seeds: Sequence[int], progress: bool = True) -> SemanticResult:

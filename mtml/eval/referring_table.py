@@ -1,0 +1,94 @@
+"""seeds/002 (LESS) ablation on the synthetic referring benchmark: the full head against the head without
+point-word cross-modal alignment (PWCA), without query-sentence alignment (QSA), without L_area and without L_p2p.
+Each row trains the referring head alone on the same frozen model, data and step budget; rows report mIoU,
+Acc@0.25, Acc@0.5 (on the validation split and on a hand-made set of descriptions) and time per scan."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mtml.eval.methods import Method, train_methods
+
+METHODS = (
+    Method("full", "LESS (PWCA + QSA + L_area + L_p2p)", "referring_ablation.yaml", init_from="checkpoint"),
+    Method("no_pwca", "w/o PWCA", "referring_ablation_no_pwca.yaml", init_from="checkpoint"),
+    Method("no_qsa", "w/o QSA", "referring_ablation_no_qsa.yaml", init_from="checkpoint"),
+    Method("no_area", "w/o L_area", "referring_ablation_no_area.yaml", init_from="checkpoint"),
+    Method("no_p2p", "w/o L_p2p", "referring_ablation_no_p2p.yaml", init_from="checkpoint"),
+)
+
+# seeds/002 ablation tables (ScanRefer val, %): mIoU, Acc@0.25, Acc@0.5, for the rows it has
+PAPER = {
+    "full": (33.74, 53.23, 29.88),
+    "no_qsa": (33.44, 52.73, 28.92),  # table (b): PWCA without QSA
+    "no_p2p": (31.04, 49.61, 24.72),  # table (b): L_area without L_p2p
+}
+COLUMNS = ("miou", "acc@0.25", "acc@0.5")
+
+
+def train_ablation(configs_dir: str | Path, out_dir: str | Path, init_checkpoint: str,
+                   methods: Sequence[Method] = METHODS, progress: bool = True) -> dict[str, Path]:
+    """Train every row's referring head on the model of ``init_checkpoint`` into ``out_dir/<key>/`` (resuming);
+    returns row key -> ``best.pt`` (chosen by validation Acc@0.5)."""
+    last = train_methods(configs_dir, out_dir, methods, init_checkpoint=init_checkpoint, progress=progress)
+    return {key: path.parent / "best.pt" for key, path in last.items()}
+
+
+def evaluate_rows(checkpoints: dict, num_scenes: Optional[int] = None, handmade: Optional[str] = None,
+                  progress: bool = True) -> dict:
+    """row key -> {"val": ReferringScores results on the validation split (its first ``num_scenes`` scenes),
+    "handmade": results on the descriptions of the ScanRefer-style file ``handmade`` (when given)}. Times are
+    per scan, backbone and head together."""
+    from mtml.config import config_from_dict
+    from mtml.data.referring import build_referring_split, read_referring_json
+    from mtml.model.model import load_checkpoint
+    from mtml.model.text import make_text_encoder
+    from mtml.train_referring import ReferringScenes, evaluate_referring
+
+    out = {}
+    for key, path in checkpoints.items():
+        model, state = load_checkpoint(path)
+        model.eval()
+        exp = config_from_dict(state["experiment"], str(path))
+        encoder = make_text_encoder(model.cfg.text_encoder)
+        sets = {"val": build_referring_split(exp.data.kind, "val", num_scenes or exp.data.val_scenes,
+                                             exp.data.referring_per_scene)}
+        if handmade:  # the descriptions of scenes of the kind the head was trained on
+            sets["handmade"] = [r for r in read_referring_json(handmade) if r["scene_id"].startswith(f"{exp.data.kind}_")]
+        out[key] = {name: evaluate_referring(model, ReferringScenes(records, model, encoder, exp.data.voxel_size),
+                                             progress, desc=f"{key} {name}").results()
+                    for name, records in sets.items()}
+    return out
+
+
+def table_text(results: dict, methods: Sequence[Method] = METHODS) -> str:
+    """The ablation as a text table: per row mIoU / Acc@0.25 / Acc@0.5 (%) per evaluation set, ms per scan."""
+    sets = sorted({name for r in results.values() for name in r}, key=lambda n: n != "val")
+    cols = [f"{s} {c}" for s in sets for c in ("mIoU", "A@25", "A@50")] + ["ms/scan"]
+    head = f"{'method':<36}" + "".join(f"{c:>15}" for c in cols)
+    lines = [head, "-" * len(head)]
+    for m in methods:
+        if m.key not in results:
+            continue
+        r = results[m.key]
+        vals = [f"{100 * r[s][c]:>15.1f}" for s in sets for c in COLUMNS]
+        lines.append(f"{m.title:<36}" + "".join(vals) + f"{1000 * r['val']['seconds_per_scan']:>15.1f}")
+    lines.append("")
+    lines.append("seeds/002 ablation on ScanRefer (mIoU / Acc@0.25 / Acc@0.5): " + "; ".join(
+        f"{m.title} {' / '.join(f'{v:.1f}' for v in PAPER[m.key])}" for m in methods if m.key in PAPER))
+    return "\n".join(lines)
+
+
+def table_csv(results: dict, methods: Sequence[Method] = METHODS) -> str:
+    """CSV: method, set, descriptions, miou, acc@0.25, acc@0.5 (%), ms_per_scan."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", "set", "descriptions", *COLUMNS, "ms_per_scan"])
+    for m in methods:
+        for name, r in results.get(m.key, {}).items():
+            w.writerow([m.key, name, r["descriptions"], *[f"{100 * r[c]:.2f}" for c in COLUMNS],
+                        f"{1000 * r['seconds_per_scan']:.2f}"])
+    return buf.getvalue()

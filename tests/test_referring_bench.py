@@ -1,0 +1,75 @@
+"""mtml-bench referring: the seeds/002 ablation rows train from one frozen model and are scored the same way."""
+
+import json
+
+import torch
+import yaml
+
+from mtml.cli import run_command
+from mtml.cli.bench import main as bench_main
+from mtml.eval import referring_table as rt
+from mtml.model.model import load_checkpoint
+from mtml.train import run_training
+
+from conftest import TINY_REFERRING
+
+
+def _write_tiny_ablation_configs(folder):
+    """The real ablation configs' switches on the tiny referring config (one scene a split, two steps)."""
+    base = {**TINY_REFERRING, "data": {**TINY_REFERRING["data"], "val_scenes": 1}}
+    (folder / "referring_ablation.yaml").write_text(yaml.safe_dump(base))
+    for method in rt.METHODS[1:]:
+        real = yaml.safe_load(open(f"configs/{method.config}"))
+        assert real["inherit"] == "referring_ablation.yaml"
+        (folder / method.config).write_text(yaml.safe_dump({"inherit": "referring_ablation.yaml",
+                                                             "model": real["model"]}))
+
+
+def test_ablation_configs_switch_off_one_part_each():
+    from mtml.config import load_config
+
+    full = load_config("configs/referring_ablation.yaml").model.referring
+    for method, switch in zip(rt.METHODS[1:], ("use_pwca", "use_qsa", "use_area", "use_p2p")):
+        row = load_config(f"configs/{method.config}").model.referring
+        assert full[switch] is True and row[switch] is False
+        assert {k: v for k, v in row.items() if k != switch} == {k: v for k, v in full.items() if k != switch}
+
+
+def test_ablation_trains_every_row_and_prints_the_table(tmp_path, tiny_semantic_checkpoint, capsys):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    _write_tiny_ablation_configs(configs)
+    code = run_command(bench_main, ["referring", "--train", "--init", str(tiny_semantic_checkpoint), "--configs",
+                                    str(configs), "--runs", str(tmp_path / "runs"), "--scenes", "1",
+                                    "--out", str(tmp_path / "bench")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for method in rt.METHODS:
+        assert method.title in out
+        model, _ = load_checkpoint(tmp_path / "runs" / method.key / "best.pt")
+        switch = {"no_pwca": "use_pwca", "no_qsa": "use_qsa", "no_area": "use_area", "no_p2p": "use_p2p"}.get(method.key)
+        assert switch is None or getattr(model.referring_head.cfg, switch) is False
+    rows = (tmp_path / "bench" / "referring.csv").read_text().splitlines()
+    assert rows[0] == "method,set,descriptions,miou,acc@0.25,acc@0.5,ms_per_scan"
+    assert {r.split(",")[0] for r in rows[1:]} == {m.key for m in rt.METHODS}
+    assert {r.split(",")[1] for r in rows[1:]} == {"val", "handmade"}
+    for r in rows[1:]:
+        vals = [float(v) for v in r.split(",")[3:6]]
+        assert all(0 <= v <= 100 for v in vals) and vals[1] >= vals[2]  # Acc@0.25 >= Acc@0.5
+        assert float(r.split(",")[6]) > 0
+
+
+def test_a_new_head_never_starts_from_the_init_checkpoints_head(tmp_path, tiny_referring_checkpoint):
+    from mtml.config import config_from_dict
+
+    cfg = config_from_dict({**TINY_REFERRING, "train": {**TINY_REFERRING["train"], "epochs": 1, "max_steps_per_epoch": 1,
+                                                         "lr": 0.0}})
+    torch.manual_seed(123)
+    last = run_training(cfg, tmp_path / "run", progress=False, init_checkpoint=str(tiny_referring_checkpoint))
+    old, _ = load_checkpoint(tiny_referring_checkpoint)
+    new, _ = load_checkpoint(last)
+    old_head, new_head = old.referring_head.state_dict(), new.referring_head.state_dict()
+    assert any(not torch.equal(old_head[k], new_head[k]) for k in old_head if old_head[k].is_floating_point())
+    old_rest, new_rest = old.backbone.state_dict(), new.backbone.state_dict()
+    assert all(torch.equal(old_rest[k], new_rest[k]) for k in old_rest)  # the frozen model is the init's
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["kind"] in ("step", "epoch")
