@@ -135,21 +135,37 @@ class ReferringPrediction:
     probabilities: np.ndarray
 
 
+def referring_superpoints(result: SceneResult) -> np.ndarray:
+    """The superpoints the referring head runs on, from a scene's inference result: int64 [V] ids in [0, P) over
+    the grid's voxels. Each instance is one superpoint; the voxels of no instance form one superpoint per semantic
+    label (e.g. the floor)."""
+    ids = result.instances.voxel_instance_ids(result.grid.num_voxels)
+    rest = ids < 0
+    if rest.any():
+        labels = result.grid.labels if result.grid.labels is not None else np.zeros(result.grid.num_voxels, np.int64)
+        ids[rest] = len(result.instances) + np.unique(labels[rest], return_inverse=True)[1]
+    return np.unique(ids, return_inverse=True)[1].astype(np.int64)
+
+
 @torch.no_grad()
-def refer_voxels(model: MTMLNet, grid: VoxelGrid, text: tuple, device: str = "cpu",
-                 outputs: Optional[dict] = None) -> ReferringPrediction:
+def refer_voxels(model: MTMLNet, grid: VoxelGrid, text: tuple, device: str = "cpu", outputs: Optional[dict] = None,
+                 superpoints: Optional[np.ndarray] = None) -> ReferringPrediction:
     """Masks of the objects S descriptions refer to, all from one backbone pass (``outputs`` when given).
 
-    text: ``encode_descriptions``' (words, word_mask, sentences). A voxel is in the mask when its probability is
-    over 0.5; when no voxel is, the mask is the voxels at least half as likely as the most likely one, so every
-    description gets an answer.
+    text: ``encode_descriptions``' (words, word_mask, sentences). superpoints: ``referring_superpoints`` of the
+    grid, needed by a head that runs on superpoints. A voxel is in the mask when its probability is over 0.5;
+    when no voxel is, the mask is the voxels at least half as likely as the most likely one, so every description
+    gets an answer.
     """
     if model.referring_head is None:
         raise ValueError("this model has no referring head")
+    if model.referring_head.cfg.superpoints and superpoints is None:
+        raise ValueError("this referring head runs on superpoints: pass referring_superpoints(segment_grid(...))")
     out = network_outputs(model, grid, device) if outputs is None else outputs
     words, word_mask, sentences = text
+    sp = None if superpoints is None else torch.from_numpy(np.asarray(superpoints, dtype=np.int64)).to(device)
     head_out = model.referring_head(model.referring_features(out), torch.from_numpy(voxel_centres(grid)).to(device),
-                                    words, word_mask, sentences)
+                                    words, word_mask, sentences, sp)
     prob = torch.sigmoid(head_out["mask_logits"]).float().cpu().numpy()
     masks = referring_masks(prob)
     scores = np.array([float(p[m].mean()) for p, m in zip(prob, masks)])

@@ -34,15 +34,20 @@ class ReferringScenes:
 
     records: ScanRefer-style dicts (``mtml.data.referring``). For each scene: its Scene, VoxelGrid, the frozen
     network's referring features [V, C] and voxel centres [V, 3], the voxel targets bool [S, V] (voxels whose
-    majority instance is the object), the encoded descriptions and the seconds the network's pass took.
+    majority instance is the object), the encoded descriptions, the superpoint ids int64 [V] (for a head on
+    superpoints, else None; from the instances found on the predicted labels, as at inference) and the seconds the
+    network's pass (and the superpoints) took.
     """
 
-    def __init__(self, records: list, model: MTMLNet, encoder, voxel_size: float, cache: bool = True):
+    def __init__(self, records: list, model: MTMLNet, encoder, voxel_size: float, cluster_cfg=None, cache: bool = True):
         self.by_scene: OrderedDict = OrderedDict()
         for r in records:
             self.by_scene.setdefault(r["scene_id"], []).append(r)
         self.names = list(self.by_scene)
         self.model, self.encoder, self.voxel_size, self.cache = model, encoder, voxel_size, cache
+        self.cluster_cfg = cluster_cfg
+        if model.referring_head is not None and model.referring_head.cfg.superpoints and cluster_cfg is None:
+            raise ValueError("a referring head on superpoints needs the cluster settings that find them")
         self._cache: dict = {}
 
     def __len__(self) -> int:
@@ -54,14 +59,19 @@ class ReferringScenes:
             return self._cache[name]
         from mtml.data.referring import referring_target_mask, scene_for_record
         from mtml.data.voxelize import voxelize
-        from mtml.infer import encode_descriptions, network_outputs, voxel_centres
+        from mtml.infer import encode_descriptions, network_outputs, referring_superpoints, segment_grid, voxel_centres
 
         records = self.by_scene[name]
         scene = scene_for_record(records[0])
         grid = voxelize(scene, self.voxel_size)
         t0 = time.perf_counter()
         with torch.no_grad():
-            feats = self.model.referring_features(network_outputs(self.model, grid))
+            outputs = network_outputs(self.model, grid)
+            feats = self.model.referring_features(outputs)
+        superpoints = None
+        if self.model.referring_head.cfg.superpoints:  # as at inference: instances on the predicted labels
+            res = segment_grid(self.model, scene, grid, self.cluster_cfg, use_given_labels=False, outputs=outputs)
+            superpoints = torch.from_numpy(referring_superpoints(res))
         backbone_seconds = time.perf_counter() - t0
         for r in records:
             referring_target_mask(scene, r)  # InputError when the object is not in the scene
@@ -69,7 +79,7 @@ class ReferringScenes:
         item = {"records": records, "scene": scene, "grid": grid, "features": feats,
                 "xyz": torch.from_numpy(voxel_centres(grid)), "targets": torch.from_numpy(targets),
                 "text": encode_descriptions(self.encoder, [r["description"] for r in records]),
-                "backbone_seconds": backbone_seconds}
+                "superpoints": superpoints, "backbone_seconds": backbone_seconds}
         if self.cache:
             self._cache[name] = item
         return item
@@ -91,7 +101,7 @@ def evaluate_referring(model: MTMLNet, scenes: ReferringScenes, progress: bool =
         item = scenes[i]
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = head(item["features"], item["xyz"], *item["text"])
+            out = head(item["features"], item["xyz"], *item["text"], item["superpoints"])
         masks = referring_masks(torch.sigmoid(out["mask_logits"]).numpy())
         seconds = time.perf_counter() - t0 + item["backbone_seconds"]
         grid, scene = item["grid"], item["scene"]
@@ -127,17 +137,20 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     start_epoch, best_score, elapsed, state = 0, -1.0, 0.0, None
     if resume and last.exists():
         model, state = load_checkpoint(last)
+        source_state = state
         start_epoch, best_score, elapsed = state["epoch"] + 1, state.get("best_score", -1.0), state.get("train_seconds", 0.0)
         print(f"resuming from {last} after epoch {state['epoch']}")
     else:
         if not init_checkpoint:
             raise InputError(None, "training the referring head needs --init: the checkpoint whose backbone it reads")
-        src, src_state = load_checkpoint(init_checkpoint)
+        src, source_state = load_checkpoint(init_checkpoint)
         # the head itself always starts fresh, also from a checkpoint that has one (e.g. the bundled model)
         load_matching_weights(model, src, init_checkpoint, skip=("referring_head.",))
-        cfg.cluster.class_sizes = src_state.get("experiment", {}).get("cluster", {}).get("class_sizes", cfg.cluster.class_sizes)
         if metrics_path.exists():
             metrics_path.unlink()
+    # the frozen model's instance settings (its measured class size prior), which the superpoints come from
+    cfg.cluster.class_sizes = source_state.get("experiment", {}).get("cluster", {}).get("class_sizes",
+                                                                                          cfg.cluster.class_sizes)
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("referring_head."))
     model.eval()  # frozen parts: batch norm statistics stay as trained
@@ -151,15 +164,15 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     encoder = make_text_encoder(cfg.model.text_encoder)
     per_scene = cfg.data.referring_per_scene
     train_set = ReferringScenes(build_referring_split(cfg.data.kind, "train", cfg.data.train_scenes, per_scene),
-                                model, encoder, cfg.data.voxel_size)
+                                model, encoder, cfg.data.voxel_size, cfg.cluster)
     val_set = ReferringScenes(build_referring_split(cfg.data.kind, "val", cfg.data.val_scenes, per_scene),
-                              model, encoder, cfg.data.voxel_size)
+                              model, encoder, cfg.data.voxel_size, cfg.cluster)
     head_cfg = ReferringConfig(**cfg.model.referring)
 
     def step_losses(index: int, epoch: int) -> dict:
         item = train_set[index]
-        return referring_loss(model.referring_head(item["features"], item["xyz"], *item["text"]), item["targets"],
-                              head_cfg)
+        return referring_loss(model.referring_head(item["features"], item["xyz"], *item["text"], item["superpoints"]),
+                              item["targets"], head_cfg)
 
     def validate_epoch() -> tuple[dict, float]:
         res = evaluate_referring(model, val_set, progress).results()

@@ -47,7 +47,8 @@ TINY_REFERRING = {
     **TINY_SEMANTIC,
     "name": "tiny_referring",
     "data": {**TINY["data"], "referring_per_scene": 3},
-    "model": {**TINY_SEMANTIC["model"], "referring": {"dim": 16, "num_queries": 4, "num_layers": 1, "num_heads": 2}},
+    "model": {**TINY_SEMANTIC["model"], "referring": {"dim": 16, "num_queries": 4, "num_layers": 1, "num_heads": 2,
+                                                      "superpoints": True, "context_layers": 1}},
     "train": {**TINY["train"], "task": "refer"},
 }
 

@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 from mtml.eval.referring import ReferringScores, box_of, mask_iou
 from mtml.losses.referring import area_loss, bce_loss, dice_loss, mask_loss, point_to_point_loss, referring_loss
-from mtml.model.referring import ReferringConfig, ReferringHead, count_parameters, fourier_positions
+from mtml.model.referring import (GEOMETRY_CHANNELS, ReferringConfig, ReferringHead, count_parameters,
+                                  fourier_positions, pool_superpoints)
 
 V, C, L, TEXT = 300, 8, 6, 384
 
@@ -158,6 +159,40 @@ def test_bad_inputs_raise():
         head(feats, xyz, words, mask, sent)
     with pytest.raises(ValueError, match="divisible"):
         ReferringConfig(dim=30, num_heads=4)
+
+
+def test_pool_superpoints_by_hand():
+    feats = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
+    xyz = torch.tensor([[0.0, 0.0, 0.5], [1.0, 2.0, 1.5], [4.0, 4.0, 0.0]])
+    pooled, centres = pool_superpoints(feats, xyz, torch.tensor([1, 1, 0]))
+    assert pooled.shape == (2, 2 + GEOMETRY_CHANNELS)
+    # superpoint 1: mean features, extent (1, 2, 1), bottom 0.5 and top 1.5 above the lowest voxel (z = 0), log 2
+    assert torch.allclose(pooled[1], torch.tensor([2.0, 1.0, 1.0, 2.0, 1.0, 0.5, 1.5, math.log(2)]))
+    assert torch.allclose(pooled[0], torch.tensor([5.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    assert torch.allclose(centres, torch.tensor([[4.0, 4.0, 0.0], [0.5, 1.0, 1.0]]))
+    with pytest.raises(ValueError, match="no gap"):
+        pool_superpoints(feats, xyz, torch.tensor([0, 0, 2]))
+
+
+def test_superpoint_head_gives_each_superpoint_one_value_and_trains():
+    feats, xyz = _scene()
+    sp = torch.arange(V) % 7
+    head = _head(superpoints=True, context_layers=1)
+    words, mask, sent = _text(3)
+    with torch.no_grad():
+        out = head(feats, xyz, words, mask, sent, sp)
+    assert out["mask_logits"].shape == (3, V) and out["point_embed"].shape == (3, V, 32)
+    for k in range(7):
+        vals = out["mask_logits"][:, sp == k]
+        assert torch.equal(vals, vals[:, :1].expand_as(vals))
+    with pytest.raises(ValueError, match="superpoints"):
+        head(feats, xyz, words, mask, sent)
+    with pytest.raises(ValueError, match="superpoints: true"):
+        ReferringConfig(context_layers=1)
+    head.train()
+    loss = referring_loss(head(feats, xyz, words, mask, sent, sp), sp[None].expand(3, -1) == 2, head.cfg)["loss"]
+    loss.backward()
+    assert all(p.grad is not None for n, p in head.named_parameters() if n.startswith(("context.", "voxel_in.")))
 
 
 def test_default_head_is_small():
@@ -317,3 +352,35 @@ def test_box_of():
     assert lo.tolist() == [0.0, -1.0, 2.0] and hi.tolist() == [3.0, 1.0, 5.0]
     with pytest.raises(ValueError):
         box_of(pts, np.zeros(3, bool))
+
+
+def test_referring_superpoints_are_instances_plus_one_segment_per_other_label():
+    from types import SimpleNamespace
+
+    from mtml.cluster.pipeline import Instances
+    from mtml.infer import referring_superpoints
+
+    labels = np.array([0, 3, 3, 0, 5, 2, 0])  # voxels 4 and 5: no instance, labels 5 and 2; 0, 3, 6: floor
+    result = SimpleNamespace(instances=Instances(masks=[np.array([1, 2]), np.array([4])], labels=np.array([3, 5]),
+                                                 scores=np.array([0.9, 0.8])),
+                             grid=SimpleNamespace(num_voxels=7, labels=labels))
+    sp = referring_superpoints(result)
+    assert sp.dtype == np.int64 and set(sp) == set(range(4))
+    assert sp[1] == sp[2] and sp[0] == sp[3] == sp[6]
+    assert len({sp[1], sp[4], sp[5], sp[0]}) == 4
+
+
+def test_superpoint_targets_and_loss_count_each_superpoint_once():
+    from mtml.losses.referring import superpoint_targets
+
+    sp = torch.tensor([0, 0, 0, 1, 1, 2])
+    target = torch.tensor([[True, True, False, False, False, True], [False, False, False, True, False, False]])
+    assert superpoint_targets(target, sp).tolist() == [[True, False, True], [False, False, False]]
+    assert superpoint_targets(target[0], sp).tolist() == [True, False, True]
+    cfg = ReferringConfig(superpoints=True, use_p2p=False, use_area=False, dice_weight=0.0)
+    sp_logits = torch.tensor([[4.0, -4.0, 4.0]])
+    outputs = {"mask_logits": sp_logits[:, sp], "superpoints": sp, "superpoint_mask_logits": sp_logits,
+               "superpoint_embed": torch.zeros(1, 3, 4), "point_embed": torch.zeros(1, 6, 4)}
+    loss = referring_loss(outputs, target[:1], cfg)
+    assert float(loss["bce"]) == pytest.approx(float(bce_loss(sp_logits, torch.tensor([[True, False, True]]),
+                                                              cfg.pos_weight)))

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from mtml.cluster.pipeline import ClusterConfig
     from mtml.config import config_from_dict
     from mtml.data.voxelize import voxelize
-    from mtml.infer import network_outputs, segment_grid
+    from mtml.infer import network_outputs, referring_superpoints, segment_grid
     from mtml.io.instances import write_instance_outputs, write_instance_picture, write_semantic_outputs
     from mtml.data.dataset import label_channels
     from mtml.model.model import inference_bytes_per_voxel, load_checkpoint
@@ -152,11 +152,11 @@ def main(argv=None) -> int:
         print(f"{scene.source}: {n} instances ({res.labels_source} labels) in {t_vox + time.perf_counter() - t0:.2f} s "
               f"-> {ply_path}, {json_path}")
         if args.refer:
-            _write_referring(args, model, scene, grid, outputs, text_features)
+            _write_referring(args, model, scene, grid, outputs, text_features, referring_superpoints(res))
     return 0
 
 
-def _write_referring(args, model, scene, grid, outputs, text_features) -> None:
+def _write_referring(args, model, scene, grid, outputs, text_features, superpoints) -> None:
     """``<name>_refer.ply`` (x y z, int ``target`` per sentence: ``target`` for one sentence, ``target_<k>`` for
     several) and ``<name>_refer.json`` (per sentence: description, score, bounding box, point count); prints
     each sentence's box."""
@@ -167,7 +167,7 @@ def _write_referring(args, model, scene, grid, outputs, text_features) -> None:
     from mtml.io.atomic import atomic_write_text
     from mtml.io.ply import write_ply
 
-    pred = refer_voxels(model, grid, text_features, args.device, outputs)
+    pred = refer_voxels(model, grid, text_features, args.device, outputs, superpoints)
     point_masks = pred.masks[:, grid.point_to_voxel]
     names = ["target"] if len(args.refer) == 1 else [f"target_{k}" for k in range(len(args.refer))]
     ply = write_ply(Path(args.out) / f"{scene.name}_refer.ply", scene.points,

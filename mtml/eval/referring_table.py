@@ -58,7 +58,8 @@ def evaluate_rows(checkpoints: dict, num_scenes: Optional[int] = None, handmade:
                                              exp.data.referring_per_scene)}
         if handmade:  # the descriptions of scenes of the kind the head was trained on
             sets["handmade"] = [r for r in read_referring_json(handmade) if r["scene_id"].startswith(f"{exp.data.kind}_")]
-        out[key] = {name: evaluate_referring(model, ReferringScenes(records, model, encoder, exp.data.voxel_size),
+        out[key] = {name: evaluate_referring(model, ReferringScenes(records, model, encoder, exp.data.voxel_size,
+                                                                    exp.cluster),
                                              progress, desc=f"{key} {name}").results()
                     for name, records in sets.items()}
     return out

@@ -114,9 +114,15 @@ def referring_loss(outputs: dict, target: torch.Tensor, cfg: ReferringConfig | N
 
     Returns {"loss": weighted total, "bce", "dice", "area", "p2p": the unweighted parts}, scalars. A part switched
     off in ``cfg`` (``use_area``, ``use_p2p``, or a zero weight) is not computed and reported as 0.
+
+    A head on superpoints (outputs with "superpoints") is trained on them, as LESS: each superpoint counts once,
+    whatever its voxel count, and its target is whether most of its voxels are the object's.
     """
     cfg = cfg or ReferringConfig()
     logits = outputs["mask_logits"]
+    if "superpoints" in outputs:
+        target, logits = superpoint_targets(target, outputs["superpoints"]), outputs["superpoint_mask_logits"]
+        outputs = {**outputs, "point_embed": outputs["superpoint_embed"]}
     zero = logits.sum() * 0.0
     parts = {
         "bce": bce_loss(logits, target, cfg.pos_weight) if cfg.bce_weight else zero,
@@ -129,3 +135,13 @@ def referring_loss(outputs: dict, target: torch.Tensor, cfg: ReferringConfig | N
              + (cfg.area_weight if cfg.use_area else 0.0) * parts["area"]
              + (cfg.p2p_weight if cfg.use_p2p else 0.0) * parts["p2p"])
     return {"loss": total, **parts}
+
+
+def superpoint_targets(target: torch.Tensor, superpoints: torch.Tensor) -> torch.Tensor:
+    """Voxel targets bool [V] or [S, V] and superpoint ids int64 [V] in [0, P) -> bool [P] or [S, P]: the
+    superpoints more than half of whose voxels are in the target."""
+    p = int(superpoints.max()) + 1
+    t = target.float().reshape(-1, target.shape[-1])
+    inside = torch.zeros(t.shape[0], p, dtype=t.dtype, device=t.device).index_add_(1, superpoints, t)
+    counts = torch.bincount(superpoints, minlength=p).to(t.dtype)
+    return (inside > 0.5 * counts).reshape(*target.shape[:-1], p)

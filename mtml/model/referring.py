@@ -21,8 +21,18 @@ Pipeline (``ReferringHead.forward``), for S descriptions of one scene with V vox
    the sentence (training always uses the weighted sum, which is differentiable in R). Without QSA the final mask is
    the plain mean of the query masks (R uniform, whatever ``select``), the ablation baseline.
 
-Cost: the only quadratic terms are V x L (PWCA) and V x Q (decoder cross-attention and masks); nothing is V x V.
-The voxel-side work that does not depend on the description (step 1) is done once for all S descriptions.
+Superpoints (``superpoints``): LESS runs on superpoints, an over-segmentation whose segments are each part of one
+object, not on single points. Here the superpoints are the instances the frozen MTML heads find, plus one segment
+per semantic label for the rest (``mtml.infer.referring_superpoints``). Step 1 then pools the voxel features of each
+superpoint (mean) and appends its geometry (extent, bottom and top height, log voxel count: ``pool_superpoints``);
+steps 2-4 run on the P superpoints, and every voxel takes its superpoint's mask logit and features. After step 2,
+``context_layers`` transformer layers run over each description's sentence-aware superpoints together with its
+words, so that superpoints attend to each other and back to the words, layer after layer (relations such as "left
+of the pillar" need the object to find the pillar first, then compare positions).
+
+Cost: the only quadratic terms are V x L (PWCA) and V x Q (decoder cross-attention and masks); nothing is V x V
+(the context layers are (P + L) x (P + L), over superpoints and words only). The voxel-side work that does not depend on the description
+(step 1) is done once for all S descriptions.
 """
 
 from __future__ import annotations
@@ -50,6 +60,12 @@ class ReferringConfig:
     BCE), ``dice_weight`` (Dice is not in the authors' code; we add it with weight 1, set 0 to match them exactly),
     ``use_area`` / ``area_weight`` (1.0), ``use_p2p`` / ``p2p_weight`` (0.05), ``p2p_temperature`` (0.05) and
     ``p2p_samples`` (anchors and negatives drawn per description for L_p2p).
+
+    ``superpoints``: run on superpoints (module docstring; ``forward`` then needs their ids); ``context_layers``:
+    self-attention layers among the superpoints (needs ``superpoints``); ``sentence_queries``: the learned queries
+    start from ``queries + Linear(sentence)``, so each query knows what it looks for before its first layer;
+    ``fusion_ffn``: a residual FFN after PWCA, so that a voxel's own features and the words it attended to combine
+    non-linearly ("a pillar" and "the sentence asks for a pillar"), which a sum alone cannot express.
     """
 
     dim: int = 64
@@ -72,8 +88,14 @@ class ReferringConfig:
     p2p_weight: float = 0.05
     p2p_temperature: float = 0.05
     p2p_samples: int = 256
+    superpoints: bool = False
+    context_layers: int = 0
+    sentence_queries: bool = False
+    fusion_ffn: bool = False
 
     def __post_init__(self):
+        if self.context_layers and not self.superpoints:
+            raise ValueError("referring head: context_layers attend among superpoints; set superpoints: true")
         if self.dim % self.num_heads:
             raise ValueError(f"referring head: dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if self.select not in ("weighted", "argmax"):
@@ -82,16 +104,44 @@ class ReferringConfig:
             raise ValueError("referring head: dim, num_queries, text_dim must be positive, num_layers >= 0")
 
 
-def fourier_positions(xyz: torch.Tensor, num_frequencies: int) -> torch.Tensor:
-    """Voxel centres [V, 3] (metres) -> position features float [V, 3 + 6 * num_frequencies].
+GEOMETRY_CHANNELS = 6  # per superpoint: extent x, y, z; bottom and top height; log voxel count
 
-    Coordinates are first normalised isotropically to [-1, 1] over the scene's bounding box (centre at 0, the longest
-    side spanning [-1, 1]); the features are ``x`` (3 columns), then for each coordinate c in x, y, z
+
+def pool_superpoints(voxel_feats: torch.Tensor, xyz: torch.Tensor, superpoints: torch.Tensor) -> tuple:
+    """Voxel features [V, C], voxel centres [V, 3] (metres) and superpoint ids int64 [V] in [0, P) ->
+    (superpoint features [P, C + GEOMETRY_CHANNELS], superpoint centres [P, 3] metres).
+
+    Features are the mean over the superpoint's voxels followed by its geometry: the extent of its voxel centres
+    along x, y, z, the height of its lowest and highest voxel centre above the scene's lowest one (metres) and the
+    log of its voxel count. Centres are the mean voxel centre. Every id in [0, P) must have a voxel.
+    """
+    p = int(superpoints.max()) + 1
+    feats, xyz = voxel_feats.float(), xyz.float()
+    counts = torch.bincount(superpoints, minlength=p).to(feats.dtype)
+    if not bool((counts > 0).all()):
+        raise ValueError("referring head: superpoint ids must cover 0 .. P-1 with no gap")
+    mean = torch.zeros(p, feats.shape[1], dtype=feats.dtype, device=feats.device).index_add_(0, superpoints, feats)
+    centres = torch.zeros(p, 3, dtype=xyz.dtype, device=xyz.device).index_add_(0, superpoints, xyz) / counts[:, None]
+    index = superpoints[:, None].expand(-1, 3)
+    lo = torch.full((p, 3), math.inf, dtype=xyz.dtype, device=xyz.device).scatter_reduce(0, index, xyz, "amin")
+    hi = torch.full((p, 3), -math.inf, dtype=xyz.dtype, device=xyz.device).scatter_reduce(0, index, xyz, "amax")
+    floor = xyz[:, 2].min()
+    geometry = torch.cat([hi - lo, lo[:, 2:] - floor, hi[:, 2:] - floor, counts.log()[:, None]], dim=1)
+    return torch.cat([mean / counts[:, None], geometry], dim=1), centres
+
+
+def fourier_positions(xyz: torch.Tensor, num_frequencies: int, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Centres [V, 3] (metres) -> position features float [V, 3 + 6 * num_frequencies].
+
+    Coordinates are first normalised isotropically to [-1, 1] over the scene's bounding box (of ``reference`` [R, 3]
+    when given, e.g. the voxels of the scene whose superpoint centres ``xyz`` are; centre at 0, the longest side
+    spanning [-1, 1]); the features are ``x`` (3 columns), then for each coordinate c in x, y, z
     ``sin(2^k pi c)`` for k = 0 .. F-1 followed by ``cos(2^k pi c)`` for k = 0 .. F-1 (6 F columns; the cosines are
     computed as sines with a pi/2 phase, in one call).
     """
     xyz = xyz.float()
-    lo, hi = xyz.amin(0), xyz.amax(0)
+    box = xyz if reference is None else reference.float()
+    lo, hi = box.amin(0), box.amax(0)
     half = ((hi - lo).amax() / 2).clamp_min(1e-6)
     x = (xyz - (lo + hi) / 2) / half
     if num_frequencies == 0:
@@ -155,18 +205,21 @@ class ReferringHead(nn.Module):
     """LESS referring segmentation head (see the module docstring for the computation).
 
     in_channels: width C_in of the per-voxel input features (backbone features, optionally concatenated with the
-    semantic head's language-grounded features).
+    semantic head's class probabilities).
 
     forward(voxel_feats [V, C_in] float, xyz [V, 3] float metres, words [L, text_dim] or [S, L, text_dim],
     word_mask bool [L] or [S, L] (True = real token; each description needs at least one), sentence [text_dim] or
-    [S, text_dim]) -> dict, always with a leading S (S = 1 for unbatched input):
+    [S, text_dim], superpoints int64 [V] ids in [0, P) (needed with ``cfg.superpoints``, else ignored)) -> dict,
+    always with a leading S (S = 1 for unbatched input), per voxel also on superpoints:
 
     * ``mask_logits`` [S, V]: the final mask per description (sigmoid > 0.5 = referred voxel);
     * ``all_mask_logits`` [S, Q, V]: every query's mask;
     * ``query_logits`` [S, Q] and ``query_scores`` [S, Q]: QSA similarities before / after the softmax over queries
       (uniform scores without QSA);
     * ``best_query`` int64 [S]: the query most similar to the sentence;
-    * ``point_embed`` [S, V, dim]: the sentence-aware voxel features f (input of L_p2p, as in the authors' code).
+    * ``point_embed`` [S, V, dim]: the sentence-aware voxel features f (input of L_p2p, as in the authors' code);
+    * on superpoints also ``superpoints`` (the ids given), ``superpoint_mask_logits`` [S, P] and ``superpoint_embed``
+      [S, P, dim], which the loss reads (``mtml.losses.referring.referring_loss``).
     """
 
     def __init__(self, in_channels: int, cfg: ReferringConfig | None = None):
@@ -175,7 +228,13 @@ class ReferringHead(nn.Module):
         self.in_channels = int(in_channels)
         d = cfg.dim
         pos_ch = 3 + 6 * cfg.pos_frequencies if cfg.pos_encoding else 0
-        self.voxel_in = nn.Linear(self.in_channels + pos_ch, d)
+        self.feat_channels = self.in_channels + (GEOMETRY_CHANNELS if cfg.superpoints else 0)
+        self.voxel_in = nn.Linear(self.feat_channels + pos_ch, d)
+        self.context = None
+        if cfg.context_layers:
+            layer = nn.TransformerEncoderLayer(d, cfg.num_heads, 4 * d, dropout=0.0, batch_first=True)
+            self.context = nn.TransformerEncoder(layer, cfg.context_layers, enable_nested_tensor=False)
+            self.context_words = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
         if cfg.use_pwca:
             self.text_norm = nn.LayerNorm(cfg.text_dim)
             # single-head attention voxel -> words: scores <v0, K w>, values O V w (query/output maps folded in)
@@ -184,6 +243,11 @@ class ReferringHead(nn.Module):
         else:
             self.sentence_in = _mlp(cfg.text_dim, d, d)
         self.fuse_norm = nn.LayerNorm(d)
+        if cfg.fusion_ffn:
+            self.fuse_ffn = _mlp(d, d, 2 * d)
+            self.fuse_ffn_norm = nn.LayerNorm(d)
+        if cfg.sentence_queries:
+            self.sentence_query = nn.Linear(cfg.text_dim, d)
         self.queries = nn.Parameter(torch.randn(cfg.num_queries, d) * 0.5)
         self.query_norm = nn.LayerNorm(d)
         self.layers = nn.ModuleList(DecoderLayer(d, cfg.num_heads) for _ in range(cfg.num_layers))
@@ -198,7 +262,7 @@ class ReferringHead(nn.Module):
         return torch.bmm(self.mask_mlp(q), f.transpose(1, 2))
 
     def forward(self, voxel_feats: torch.Tensor, xyz: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor,
-                sentence: torch.Tensor) -> dict:
+                sentence: torch.Tensor, superpoints: torch.Tensor | None = None) -> dict:
         cfg = self.cfg
         if words.dim() == 2:
             words, word_mask, sentence = words[None], word_mask[None], sentence[None]
@@ -210,11 +274,17 @@ class ReferringHead(nn.Module):
             raise ValueError(f"referring head: got words {tuple(words.shape)}, word_mask {tuple(word_mask.shape)}, "
                              f"sentence {tuple(sentence.shape)} (text_dim {cfg.text_dim})")
 
-        # 1. voxel projection, shared by all descriptions
+        # 1. voxel (or superpoint) projection, shared by all descriptions
+        elements, centres = voxel_feats.float(), xyz
+        if cfg.superpoints:
+            if superpoints is None or superpoints.shape != (voxel_feats.shape[0],):
+                raise ValueError("referring head: this head runs on superpoints; pass superpoints int64 [V]")
+            elements, centres = pool_superpoints(voxel_feats, xyz, superpoints)
         w_in = self.voxel_in.weight
-        v0 = torch.addmm(self.voxel_in.bias, voxel_feats.float(), w_in[:, : self.in_channels].T)  # [V, d]
+        v0 = torch.addmm(self.voxel_in.bias, elements, w_in[:, : self.feat_channels].T)  # [V or P, d]
         if cfg.pos_encoding:  # the same linear map on [features, positions], without concatenating them
-            v0 = v0.addmm_(fourier_positions(xyz, cfg.pos_frequencies), w_in[:, self.in_channels:].T)
+            v0 = v0.addmm_(fourier_positions(centres, cfg.pos_frequencies, reference=xyz),
+                           w_in[:, self.feat_channels:].T)
 
         # 2. language fusion -> sentence-aware voxel features f [S, V, d]
         if cfg.use_pwca:
@@ -230,9 +300,18 @@ class ReferringHead(nn.Module):
             f = self.fuse_norm(attended + v0 if attended.requires_grad else attended.add_(v0))
         else:
             f = self.fuse_norm(v0 + self.sentence_in(sentence.float())[:, None, :])
+        if cfg.fusion_ffn:
+            f = self.fuse_ffn_norm(f + self.fuse_ffn(f))
+        if self.context is not None:  # sentence-aware superpoints attend to each other and to the words
+            tokens = torch.cat([f, self.context_words(words.float())], dim=1)  # [S, P + L, d]
+            padding = torch.cat([torch.zeros_like(word_mask[:, :1]).expand(-1, f.shape[1]), ~word_mask.bool()], dim=1)
+            f = self.context(tokens, src_key_padding_mask=padding)[:, : f.shape[1]]
 
         # 3. query mask predictor
-        q = self.query_norm(self.queries).expand(s, -1, -1)
+        if cfg.sentence_queries:
+            q = self.query_norm(self.queries + self.sentence_query(sentence.float())[:, None, :])
+        else:
+            q = self.query_norm(self.queries).expand(s, -1, -1)
         for layer in self.layers:
             allowed = None
             if cfg.masked_attention:
@@ -253,8 +332,12 @@ class ReferringHead(nn.Module):
             mask_logits = all_masks[torch.arange(s, device=best.device), best]
         else:
             mask_logits = torch.einsum("sq,sqv->sv", scores, all_masks)
+        extra = {}
+        if cfg.superpoints:  # every voxel takes its superpoint's values
+            extra = {"superpoints": superpoints, "superpoint_mask_logits": mask_logits, "superpoint_embed": f}
+            mask_logits, all_masks, f = mask_logits[:, superpoints], all_masks[:, :, superpoints], f[:, superpoints]
         return {"mask_logits": mask_logits, "all_mask_logits": all_masks, "query_logits": query_logits,
-                "query_scores": scores, "best_query": best, "point_embed": f}
+                "query_scores": scores, "best_query": best, "point_embed": f, **extra}
 
 
 def count_parameters(module: nn.Module) -> int:
