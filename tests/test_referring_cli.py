@@ -82,3 +82,29 @@ def test_refer_needs_a_referring_head(tiny_semantic_checkpoint, tmp_path, capsys
                          "--refer", "the pillar"], capsys)
     assert code == 2 and "referring head" in err and str(tiny_semantic_checkpoint) in err
     assert not (tmp_path / "o").exists()
+
+
+def test_demo_with_a_referring_head_answers_the_demo_sentence(tiny_referring_checkpoint, tmp_path, capsys):
+    from mtml.cli.infer import DEMO_SENTENCE
+
+    code, out, err = _run(["--demo", "--checkpoint", str(tiny_referring_checkpoint), "--out", str(tmp_path),
+                           "--no-picture"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "toy_00900_refer.json").read_text())
+    assert [a["description"] for a in summary["answers"]] == [DEMO_SENTENCE] and DEMO_SENTENCE in out
+
+
+def test_demo_sentence_is_true_in_the_demo_scene():
+    """The generator's own facts single out one flat box right of the cabinet in scene 900."""
+    from mtml.cli.infer import DEMO_SENTENCE
+    from mtml.data import referring as R
+    from mtml.data.toy import TOY_CLASS_NAMES
+
+    facts = R.scene_facts(generate_scene(900), TOY_CLASS_NAMES)
+    cabinet = [r for r in range(len(facts.names)) if facts.names[r] == "cabinet"]
+    assert len(cabinet) == 1 and "flat box" in DEMO_SENTENCE and "right" in DEMO_SENTENCE
+    flat_box = [k for k, v in TOY_CLASS_NAMES.items() if v == "flat box"][0]
+    pred = {"fact": "right of", "label": flat_box, "anchor_id": str(int(facts.instances[cabinet[0]])), "corner": None,
+            "adjectives": []}
+    hits = np.flatnonzero(R.evaluate_predicate(facts, pred))
+    assert len(hits) == 1 and int(facts.instances[hits[0]]) == 5

@@ -21,6 +21,8 @@ from mtml.cli import run_command
 from mtml.errors import InputError
 
 DEFAULT_CHECKPOINT = "toy.pt"
+# what --demo asks the referring head about toy test scene 900 (object 5; true by the generator's geometry)
+DEMO_SENTENCE = "the flat box on the right side of the cabinet"
 
 
 def bundled_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
@@ -59,7 +61,8 @@ def main(argv=None) -> int:
                                              "or ScanNet scan folders (<scene>_vh_clean_2.ply + segs + aggregation)")
     p.add_argument("--demo", action="store_true",
                    help="write a synthetic toy test scene (seed 900) to --out, as a plain PLY (x y z) and with its "
-                        "ground truth (_gt.ply), and segment it")
+                        f"ground truth (_gt.ply), and segment it (with a referring head and no --refer, also "
+                        f"'{DEMO_SENTENCE}')")
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: the bundled {DEFAULT_CHECKPOINT})")
     p.add_argument("--out", default="mtml_out", help="output folder (default: mtml_out)")
     p.add_argument("--max-memory-gb", type=float, default=8.0,
@@ -89,6 +92,8 @@ def main(argv=None) -> int:
 
     ckpt = args.checkpoint or bundled_checkpoint()
     model, state = load_checkpoint(ckpt, map_location=args.device)
+    if args.demo and not args.refer and model.referring_head is not None:
+        args.refer = [DEMO_SENTENCE]
     if args.refer and model.referring_head is None:
         raise InputError(ckpt, "this checkpoint has no referring head (--refer needs one)")
     if any(not s.strip() for s in args.refer):
