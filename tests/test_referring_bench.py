@@ -73,3 +73,17 @@ def test_a_new_head_never_starts_from_the_init_checkpoints_head(tmp_path, tiny_r
     old_rest, new_rest = old.backbone.state_dict(), new.backbone.state_dict()
     assert all(torch.equal(old_rest[k], new_rest[k]) for k in old_rest)  # the frozen model is the init's
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["kind"] in ("step", "epoch")
+
+
+def test_one_checkpoint_is_scored_on_validation_and_hand_made_descriptions(tmp_path, tiny_referring_checkpoint, capsys):
+    code = run_command(bench_main, ["referring", "--checkpoint", str(tiny_referring_checkpoint), "--scenes", "2",
+                                    "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = [r.split(",") for r in (tmp_path / "referring.csv").read_text().splitlines()[1:]]
+    assert [r[:2] for r in rows] == [["model", "val"], ["model", "handmade"]]
+    from mtml.data.referring import HANDMADE_DESCRIPTIONS, read_referring_json
+
+    hand = [r for r in read_referring_json(HANDMADE_DESCRIPTIONS) if r["scene_id"].startswith("toy_")]
+    assert int(rows[1][2]) == len(hand) and int(rows[0][2]) == 2 * TINY_REFERRING["data"]["referring_per_scene"]
+    assert str(tiny_referring_checkpoint) in out

@@ -68,6 +68,8 @@ def main(argv=None) -> int:
                                                           "first (resumes interrupted runs; about 30 min on 2 cores)")
     ref.add_argument("--init", default=None, help="the model whose frozen features the rows train on (default: "
                                                   "bundled toy.pt; its own referring head is not used)")
+    ref.add_argument("--checkpoint", default=None, help="score this one model (e.g. the bundled toy.pt) instead of "
+                                                        "the ablation rows")
     ref.add_argument("--configs", default="configs", help="folder with the referring_ablation*.yaml configs")
     ref.add_argument("--runs", default="runs/referring", help="folder of the runs: <runs>/<row>/best.pt")
     ref.add_argument("--scenes", type=int, default=None, help="evaluate on the first N validation scenes only")
@@ -157,7 +159,11 @@ def _referring(args, out: Path) -> None:
     from mtml.eval import referring_table as rt
     from mtml.io.atomic import atomic_write_text
 
-    if args.train:
+    methods = rt.METHODS
+    if args.checkpoint:
+        methods = (rt.Method("model", args.checkpoint, ""),)
+        checkpoints = {"model": Path(args.checkpoint)}
+    elif args.train:
         checkpoints = rt.train_ablation(args.configs, args.runs, args.init or str(bundled_checkpoint("toy.pt")))
     else:
         checkpoints = {m.key: Path(args.runs) / m.key / "best.pt" for m in rt.METHODS}
@@ -165,8 +171,8 @@ def _referring(args, out: Path) -> None:
         if missing:
             raise InputError(missing[0], f"no such checkpoint ({len(missing)} rows missing; train them with --train)")
     results = rt.evaluate_rows(checkpoints, args.scenes, args.handmade or HANDMADE_DESCRIPTIONS)
-    print("Referring ablation (%)\n" + rt.table_text(results))
-    atomic_write_text(out / "referring.csv", rt.table_csv(results))
+    print("Referring segmentation (%)\n" + rt.table_text(results, methods))
+    atomic_write_text(out / "referring.csv", rt.table_csv(results, methods))
     print(f"wrote {out / 'referring.csv'}")
 
 

@@ -77,9 +77,11 @@ def table_text(results: dict, methods: Sequence[Method] = METHODS) -> str:
         r = results[m.key]
         vals = [f"{100 * r[s][c]:>15.1f}" for s in sets for c in COLUMNS]
         lines.append(f"{m.title:<36}" + "".join(vals) + f"{1000 * r['val']['seconds_per_scan']:>15.1f}")
-    lines.append("")
-    lines.append("seeds/002 ablation on ScanRefer (mIoU / Acc@0.25 / Acc@0.5): " + "; ".join(
-        f"{m.title} {' / '.join(f'{v:.1f}' for v in PAPER[m.key])}" for m in methods if m.key in PAPER))
+    paper = [m for m in methods if m.key in PAPER and m.key in results]
+    if paper:
+        lines.append("")
+        lines.append("seeds/002 ablation on ScanRefer (mIoU / Acc@0.25 / Acc@0.5): " + "; ".join(
+            f"{m.title} {' / '.join(f'{v:.1f}' for v in PAPER[m.key])}" for m in paper))
     return "\n".join(lines)
 
 
