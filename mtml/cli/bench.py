@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                                            "L_area, L_p2p; mIoU / Acc@0.25 / Acc@0.5 on validation and hand-made "
                                            "descriptions, ms per scan")
     ref.add_argument("--train", action="store_true", help="train the rows from configs/referring_ablation*.yaml "
-                                                          "first (resumes interrupted runs; about 30 min on 2 cores)")
+                                                          "first (resumes interrupted runs; about 15 min on 2 cores)")
     ref.add_argument("--init", default=None, help="the model whose frozen features the rows train on (default: "
                                                   "bundled toy.pt; its own referring head is not used)")
     ref.add_argument("--checkpoint", default=None, help="score this one model (e.g. the bundled toy.pt) instead of "
