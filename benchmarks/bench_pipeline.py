@@ -17,6 +17,7 @@ from mtml.data.dataset import make_sample
 from mtml.data.toy import generate_scene
 from mtml.data.voxelize import voxelize
 from mtml.infer import predict_voxels
+from mtml.losses.focal import class_balanced_alpha
 from mtml.train import training_loss
 from mtml.cli.infer import bundled_checkpoint
 from reference import RatioRecorder, reference_workload
@@ -36,7 +37,7 @@ def toy():
     cfg = config_from_dict(state["experiment"])
     scene = generate_scene(900)
     grid = voxelize(scene, cfg.data.voxel_size)
-    return cfg, scene, grid, model
+    return cfg, scene, grid, model, state
 
 
 def test_reference_matmul(benchmark):
@@ -45,13 +46,14 @@ def test_reference_matmul(benchmark):
 
 
 def test_train_step(benchmark, toy):
-    cfg, scene, grid, model = toy
+    cfg, scene, grid, model, state = toy
     sample = make_sample(grid, cfg.model, cfg.data.stuff_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+    alpha = class_balanced_alpha(state["class_voxel_counts"]) if cfg.loss.semantic == "cb_focal" else None
     model.train()
 
     def step():
-        loss = training_loss(model, sample, cfg)["loss"]
+        loss = training_loss(model, sample, cfg, alpha)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -61,14 +63,14 @@ def test_train_step(benchmark, toy):
 
 
 def test_inference_network(benchmark, toy):
-    cfg, scene, grid, model = toy
+    cfg, scene, grid, model, _ = toy
     model.eval()
     benchmark.pedantic(lambda: predict_voxels(model, grid), rounds=10, warmup_rounds=1)
     _record(benchmark, "network")
 
 
 def test_inference_postprocessing(benchmark, toy):
-    cfg, scene, grid, model = toy
+    cfg, scene, grid, model, _ = toy
     model.eval()
     pred = predict_voxels(model, grid)
     benchmark.pedantic(lambda: segment_instances(grid, pred.embedding, pred.direction, cfg.cluster), rounds=10, warmup_rounds=1)

@@ -7,8 +7,9 @@ Two scenes of the toy generator on a larger floor, voxelised at 10 cm:
   100k voxels, about a ScanNet room at 10 cm;
 * ``occupied100k``: a 30 m x 30 m hall with about 100k *occupied* voxels (a grid of about 1.3M voxels).
 
-Each is timed for one sentence and for five sentences sharing one backbone pass (``network_outputs`` +
-``refer_voxels``, what ``mtml-infer --refer`` runs); text encoding is timed apart. Every time is also reported as
+Each is timed for one sentence and for five sentences sharing one backbone pass: the network, the instances that
+are the head's superpoints, and the head (``network_outputs``, ``segment_grid``, ``refer_voxels``: what
+``mtml-infer --refer`` runs after voxelizing); text encoding is timed apart. Every time is also reported as
 a ratio to a 1024x1024 float32 matmul reference (20 times) measured in the same run.
 
 Run: python -m pytest benchmarks/bench_referring.py --benchmark-columns=mean,stddev,rounds
@@ -24,7 +25,8 @@ from reference import RatioRecorder, reference_workload
 from mtml.data.dataset import padded_shape
 from mtml.data.toy import ToySceneConfig, generate_scene
 from mtml.data.voxelize import voxelize
-from mtml.infer import encode_descriptions, network_outputs, refer_voxels
+from mtml.config import config_from_dict
+from mtml.infer import encode_descriptions, network_outputs, refer_voxels, referring_superpoints, segment_grid
 from mtml.model.model import load_checkpoint
 from mtml.model.text import make_text_encoder
 
@@ -38,24 +40,29 @@ _record = _RATIOS.record
 
 @pytest.fixture(scope="module")
 def model():
+    """(the bundled model, its instance clustering settings)."""
     path = bundled_checkpoint("toy.pt")
     if not path.exists():
         pytest.skip(f"bundled checkpoint {path} missing (train it: see README)")
-    m, _ = load_checkpoint(path)
+    m, state = load_checkpoint(path)
     if m.referring_head is None:
         pytest.skip(f"{path} has no referring head")
-    return m.eval()
+    return m.eval(), config_from_dict(state["experiment"]).cluster
 
 
 @pytest.fixture(scope="module")
 def text(model):
-    encoder = make_text_encoder(model.cfg.text_encoder)
+    encoder = make_text_encoder(model[0].cfg.text_encoder)
     return {n: encode_descriptions(encoder, SENTENCES[:n]) for n in (1, 5)}
+
+
+SCENE_OF = {}
 
 
 @pytest.fixture(scope="module", params=list(SCENES))
 def grid(request):
-    g = voxelize(generate_scene(0, SCENES[request.param]), 0.1)
+    scene = SCENE_OF[request.param] = generate_scene(0, SCENES[request.param])
+    g = voxelize(scene, 0.1)
     shape = padded_shape(g.shape)
     print(f"\n{request.param}: {g.num_voxels} occupied voxels, grid {shape} = {shape[0] * shape[1] * shape[2]} voxels")
     return request.param, g
@@ -69,11 +76,14 @@ def test_reference_matmul(benchmark):
 @pytest.mark.parametrize("sentences", [1, 5])
 def test_refer_per_scan(benchmark, model, text, grid, sentences):
     """Backbone (all heads at the occupied voxels) + referring head for ``sentences`` descriptions."""
-    name, g = grid
+    (model, cluster_cfg), (name, g) = model, grid
+    scene = SCENE_OF[name]
 
-    def run():
+    def run():  # what mtml-infer --refer runs after voxelizing: one network pass, instances, the head
         with torch.no_grad():
-            return refer_voxels(model, g, text[sentences], "cpu", network_outputs(model, g))
+            outputs = network_outputs(model, g)
+            superpoints = referring_superpoints(segment_grid(model, scene, g, cluster_cfg, outputs=outputs))
+            return refer_voxels(model, g, text[sentences], "cpu", outputs, superpoints)
 
     pred = benchmark.pedantic(run, rounds=5, warmup_rounds=1)
     assert pred.masks.shape == (sentences, g.num_voxels)
@@ -83,6 +93,6 @@ def test_refer_per_scan(benchmark, model, text, grid, sentences):
 
 
 def test_text_encoding(benchmark, model):
-    encoder = make_text_encoder(model.cfg.text_encoder)
+    encoder = make_text_encoder(model[0].cfg.text_encoder)
     benchmark.pedantic(lambda: encode_descriptions(encoder, SENTENCES), rounds=5, warmup_rounds=1)
     _record(benchmark, "text_5")

@@ -148,6 +148,7 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
         load_matching_weights(model, src, init_checkpoint, skip=("referring_head.",))
         if metrics_path.exists():
             metrics_path.unlink()
+    class_counts = source_state.get("class_voxel_counts", [])  # the frozen model's training statistics, kept
     # the frozen model's instance settings (its measured class size prior), which the superpoints come from
     cfg.cluster.class_sizes = source_state.get("experiment", {}).get("cluster", {}).get("class_sizes",
                                                                                           cfg.cluster.class_sizes)
@@ -180,5 +181,5 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
         return val, val["acc50"]
 
     return fit_epochs(cfg, out, model, opt, len(train_set), step_losses, validate_epoch,
-                      lambda epoch, best, seconds: _checkpoint_extra(cfg, epoch, best, seconds, []),
+                      lambda epoch, best, seconds: _checkpoint_extra(cfg, epoch, best, seconds, class_counts),
                       start_epoch, best_score, elapsed, progress, shown=("acc50", "miou"))

@@ -21,9 +21,10 @@ def _run(argv, capsys):
 
 
 def test_training_the_referring_head_leaves_the_rest_untouched(tiny_semantic_checkpoint, tiny_referring_checkpoint):
-    base, _ = load_checkpoint(tiny_semantic_checkpoint)
+    base, base_state = load_checkpoint(tiny_semantic_checkpoint)
     model, state = load_checkpoint(tiny_referring_checkpoint)
     assert model.referring_head is not None
+    assert state["class_voxel_counts"] == base_state["class_voxel_counts"] != []  # C-Focal weights stay usable
     own = model.state_dict()
     for key, value in base.state_dict().items():
         assert torch.equal(own[key], value), key  # frozen: backbone, instance and semantic heads
