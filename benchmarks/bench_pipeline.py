@@ -19,9 +19,7 @@ from mtml.data.voxelize import voxelize
 from mtml.infer import predict_voxels
 from mtml.losses.focal import class_balanced_alpha
 from mtml.train import training_loss
-from mtml.cli.infer import bundled_checkpoint
-from reference import RatioRecorder, reference_workload
-from mtml.model.model import load_checkpoint
+from reference import RatioRecorder, bundled_model_or_skip, reference_workload
 
 _RATIOS = RatioRecorder()
 _record = _RATIOS.record
@@ -30,10 +28,7 @@ _record = _RATIOS.record
 @pytest.fixture(scope="module")
 def toy():
     """The bundled toy model (post-processing time depends on how well the embedding is trained)."""
-    path = bundled_checkpoint("toy.pt")
-    if not path.exists():
-        pytest.skip(f"bundled checkpoint {path} missing (train it: see README)")
-    model, state = load_checkpoint(path)
+    model, state = bundled_model_or_skip("toy.pt")
     cfg = config_from_dict(state["experiment"])
     scene = generate_scene(900)
     grid = voxelize(scene, cfg.data.voxel_size)

@@ -20,14 +20,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtml.cli.infer import bundled_checkpoint
-from reference import RatioRecorder, reference_workload
+from reference import RatioRecorder, bundled_model_or_skip, reference_workload
 from mtml.data.dataset import padded_shape
 from mtml.data.toy import ToySceneConfig, generate_scene
 from mtml.data.voxelize import voxelize
 from mtml.config import config_from_dict
 from mtml.infer import encode_descriptions, network_outputs, refer_voxels, referring_superpoints, segment_grid
-from mtml.model.model import load_checkpoint
 from mtml.model.text import make_text_encoder
 
 SENTENCES = ["the tall pillar next to the cabinet", "the smallest cube", "the flat box in the middle of the room",
@@ -41,12 +39,9 @@ _record = _RATIOS.record
 @pytest.fixture(scope="module")
 def model():
     """(the bundled model, its instance clustering settings)."""
-    path = bundled_checkpoint("toy.pt")
-    if not path.exists():
-        pytest.skip(f"bundled checkpoint {path} missing (train it: see README)")
-    m, state = load_checkpoint(path)
+    m, state = bundled_model_or_skip("toy.pt")
     if m.referring_head is None:
-        pytest.skip(f"{path} has no referring head")
+        pytest.skip("the bundled toy.pt has no referring head")
     return m.eval(), config_from_dict(state["experiment"]).cluster
 
 

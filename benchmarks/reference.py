@@ -3,6 +3,7 @@ numbers from different machines and loads compare: a 1024x1024 float32 matmul, 2
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 
@@ -26,3 +27,15 @@ class RatioRecorder:
         if "reference" in self.means:
             benchmark.extra_info["ratio_to_reference"] = mean / self.means["reference"]
         self.means[key] = mean
+
+
+def bundled_model_or_skip(name: str = "toy.pt"):
+    """(model in eval mode, checkpoint state) of a checkpoint bundled in mtml/checkpoints; skips the calling
+    benchmark when the file is missing."""
+    from mtml.cli.infer import bundled_checkpoint
+    from mtml.model.model import load_checkpoint
+
+    path = bundled_checkpoint(name)
+    if not path.exists():
+        pytest.skip(f"bundled checkpoint {path} missing (train it: see README)")
+    return load_checkpoint(path)

@@ -226,6 +226,24 @@ def load_matching_weights(model: torch.nn.Module, src: torch.nn.Module, source: 
     return fresh
 
 
+def start_run(cfg: ExperimentConfig, out_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """Create the run folder, set the thread count and the seed; returns (folder, its last.pt, its
+    metrics.jsonl)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    torch.manual_seed(cfg.train.seed)
+    return out, out / "last.pt", out / "metrics.jsonl"
+
+
+def resume_point(last: Path, state: dict) -> tuple[int, float, float]:
+    """(first epoch to run, best validation score so far, training seconds so far) of a run resumed from
+    its ``last`` checkpoint's ``state``."""
+    print(f"resuming from {last} after epoch {state['epoch']}")
+    return state["epoch"] + 1, state.get("best_score", -1.0), state.get("train_seconds", 0.0)
+
+
 def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
           init_checkpoint: Optional[str] = None) -> Path:
     """Train a model as configured; returns the path of the final checkpoint (``out_dir/last.pt``).
@@ -236,12 +254,7 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
     """
     if cfg.data.kind not in DATASETS:
         raise InputError(None, f"unknown data kind {cfg.data.kind!r} ({', '.join(DATASETS)})")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    last, metrics_path = out / "last.pt", out / "metrics.jsonl"
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    torch.manual_seed(cfg.train.seed)
+    out, last, metrics_path = start_run(cfg, out_dir)
     train_set, val_scenes = DATASETS[cfg.data.kind](cfg)
     class_sizes, class_counts = measure_training_statistics(train_set)
     if cfg.cluster.class_sizes == "auto":
@@ -258,9 +271,8 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
         model, state = load_checkpoint(last)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         opt.load_state_dict(state["optimizer_state"])
-        start_epoch, best_score, elapsed = state["epoch"] + 1, state.get("best_score", -1.0), state.get("train_seconds", 0.0)
+        start_epoch, best_score, elapsed = resume_point(last, state)
         torch.set_rng_state(state["torch_rng"])
-        print(f"resuming from {last} after epoch {state['epoch']}")
     else:
         src = None
         if init_checkpoint:

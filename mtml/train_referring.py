@@ -121,25 +121,19 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     from mtml.losses.referring import referring_loss
     from mtml.model.referring import ReferringConfig
     from mtml.model.text import make_text_encoder
-    from mtml.train import _checkpoint_extra, fit_epochs, load_matching_weights
+    from mtml.train import _checkpoint_extra, fit_epochs, load_matching_weights, resume_point, start_run
 
     if not cfg.model.referring:
         raise InputError(None, "train.task 'refer' needs model.referring settings")
     if cfg.data.kind not in ("toy", "longtail"):
         raise InputError(None, f"the referring benchmark has toy and longtail scenes, not {cfg.data.kind!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    last, metrics_path = out / "last.pt", out / "metrics.jsonl"
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    torch.manual_seed(cfg.train.seed)
+    out, last, metrics_path = start_run(cfg, out_dir)
     model = MTMLNet(cfg.model)
     start_epoch, best_score, elapsed, state = 0, -1.0, 0.0, None
     if resume and last.exists():
         model, state = load_checkpoint(last)
         source_state = state
-        start_epoch, best_score, elapsed = state["epoch"] + 1, state.get("best_score", -1.0), state.get("train_seconds", 0.0)
-        print(f"resuming from {last} after epoch {state['epoch']}")
+        start_epoch, best_score, elapsed = resume_point(last, state)
     else:
         if not init_checkpoint:
             raise InputError(None, "training the referring head needs --init: the checkpoint whose backbone it reads")

@@ -108,6 +108,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def _trained_rows(runs: str, methods, file_name: str) -> dict:
+    """row key -> ``runs/<key>/<file_name>`` for every row; InputError naming the first missing checkpoint."""
+    from mtml.errors import InputError
+
+    checkpoints = {m.key: Path(runs) / m.key / file_name for m in methods}
+    missing = [str(p) for p in checkpoints.values() if not p.exists()]
+    if missing:
+        raise InputError(missing[0], f"no such checkpoint ({len(missing)} rows missing; train them with --train)")
+    return checkpoints
+
+
 def _toy_plain(args, out: Path) -> None:
     """mtml-bench toy-plain: print and write (toy_plain.json) semantic and instance metrics on plain toy scans."""
     import json
@@ -132,17 +143,13 @@ def _toy_plain(args, out: Path) -> None:
 def _longtail(args, out: Path) -> None:
     """mtml-bench longtail: train (optionally) and evaluate every row; print the table, write longtail.csv."""
     from mtml.data.longtail import longtail_scene_seeds
-    from mtml.errors import InputError
     from mtml.eval import longtail_table as lt
     from mtml.io.atomic import atomic_write_text
 
     if args.train:
         checkpoints = lt.train_longtail_methods(args.configs, args.runs)
     else:
-        checkpoints = {m.key: Path(args.runs) / m.key / "last.pt" for m in lt.METHODS}
-        missing = [str(p) for p in checkpoints.values() if not p.exists()]
-        if missing:
-            raise InputError(missing[0], f"no such checkpoint ({len(missing)} rows missing; train them with --train)")
+        checkpoints = _trained_rows(args.runs, lt.METHODS, "last.pt")
     seeds = list(longtail_scene_seeds("test"))[: args.scenes]
     results = {key: lt.evaluate_checkpoint(path, seeds) for key, path in checkpoints.items()}
     print(f"Long-tail benchmark, {len(seeds)} test scenes (%)\n" + lt.table_text(results))
@@ -155,7 +162,6 @@ def _referring(args, out: Path) -> None:
     referring.csv."""
     from mtml.cli.infer import bundled_checkpoint
     from mtml.data.referring import HANDMADE_DESCRIPTIONS
-    from mtml.errors import InputError
     from mtml.eval import referring_table as rt
     from mtml.io.atomic import atomic_write_text
 
@@ -166,10 +172,7 @@ def _referring(args, out: Path) -> None:
     elif args.train:
         checkpoints = rt.train_ablation(args.configs, args.runs, args.init or str(bundled_checkpoint("toy.pt")))
     else:
-        checkpoints = {m.key: Path(args.runs) / m.key / "best.pt" for m in rt.METHODS}
-        missing = [str(p) for p in checkpoints.values() if not p.exists()]
-        if missing:
-            raise InputError(missing[0], f"no such checkpoint ({len(missing)} rows missing; train them with --train)")
+        checkpoints = _trained_rows(args.runs, rt.METHODS, "best.pt")
     results = rt.evaluate_rows(checkpoints, args.scenes, args.handmade or HANDMADE_DESCRIPTIONS)
     print("Referring segmentation (%)\n" + rt.table_text(results, methods))
     atomic_write_text(out / "referring.csv", rt.table_csv(results, methods))
