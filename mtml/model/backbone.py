@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class ResidualBlock3d(nn.Module):
@@ -73,15 +74,62 @@ class DilatedBackbone(nn.Module):
         )
         self.fuse = nn.Sequential(nn.Conv3d(2 * f, cfg.out_channels, 1), nn.ReLU(inplace=True))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        """Dense features [B, out_channels, X, Y, Z]; with ``coords`` int64 [V, 3] (B = 1) the features at those
+        voxels only, [V, out_channels]. In eval mode the upsampling and the fusion then run at those voxels alone
+        (the same values; several times cheaper when a tenth of the grid is occupied). Training keeps the dense
+        path, whose BatchNorm statistics are taken over the whole grid."""
         full = self.full_block(self.stem(x))
         y = self.half_block(self.pool(full))
         maps = [y]
         for block in self.dilated:
             y = block(y)
             maps.append(y)
-        up = self.up(torch.cat(maps, dim=1))
-        return self.fuse(torch.cat([full, up], dim=1))
+        half = torch.cat(maps, dim=1)
+        if coords is None:
+            return self.fuse(torch.cat([full, self.up(half)], dim=1))
+        if self.training:
+            dense = self.fuse(torch.cat([full, self.up(half)], dim=1))
+            return dense[0][:, coords[:, 0], coords[:, 1], coords[:, 2]].T
+        deconv, bn, act = self.up
+        up = act(F.batch_norm(conv_transpose_at(deconv, half, coords), bn.running_mean, bn.running_var, bn.weight,
+                              bn.bias, False, 0.0, bn.eps))
+        at_full = full[0][:, coords[:, 0], coords[:, 1], coords[:, 2]].T
+        conv = self.fuse[0]
+        return self.fuse[1](F.linear(torch.cat([at_full, up], dim=1), conv.weight.flatten(1), conv.bias))
+
+
+# Transposed convolution with kernel 4, stride 2, padding 1: output index o = 2j + p (parity p) reads input j + d
+# with kernel tap k for the two (d, k) pairs of its parity: p = 0 -> (0, 1), (-1, 3); p = 1 -> (0, 2), (+1, 0).
+_TAP_OFFSET = ((0, -1), (0, 1))
+_TAP_KERNEL = ((1, 3), (2, 0))
+
+
+def conv_transpose_at(layer: nn.ConvTranspose3d, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` read at output voxels ``coords`` only, for a kernel-4, stride-2, padding-1 transposed
+    convolution: x [1, C_in, X, Y, Z], coords int64 [V, 3] into the (2X, 2Y, 2Z) output -> [V, C_out]."""
+    if layer.kernel_size != (4, 4, 4) or layer.stride != (2, 2, 2) or layer.padding != (1, 1, 1):
+        raise ValueError("conv_transpose_at handles kernel 4, stride 2, padding 1 only")
+    padded = F.pad(x[0], (1, 1, 1, 1, 1, 1)).permute(1, 2, 3, 0)  # [X+2, Y+2, Z+2, C_in], zero border
+    rows = padded.reshape(-1, padded.shape[-1])
+    strides = torch.tensor([padded.shape[1] * padded.shape[2], padded.shape[2], 1], device=coords.device)
+    out = x.new_zeros((len(coords), layer.out_channels))
+    parity = coords % 2
+    code = parity[:, 0] * 4 + parity[:, 1] * 2 + parity[:, 2]
+    taps = torch.tensor([[(t >> 2) & 1, (t >> 1) & 1, t & 1] for t in range(8)])  # [8 taps, 3 axes]
+    for c in range(8):
+        sel = torch.nonzero(code == c).squeeze(1)
+        if len(sel) == 0:
+            continue
+        p = [(c >> 2) & 1, (c >> 1) & 1, c & 1]
+        offsets = torch.tensor([[_TAP_OFFSET[p[a]][t[a]] for a in range(3)] for t in taps.tolist()])  # [8, 3]
+        kernel = [[_TAP_KERNEL[p[a]][t[a]] for a in range(3)] for t in taps.tolist()]
+        weight = torch.cat([layer.weight[:, :, k[0], k[1], k[2]] for k in kernel])  # [8 * C_in, C_out]
+        index = ((coords[sel, None, :] // 2 + 1 + offsets.to(coords.device)) * strides).sum(dim=2)  # [Vc, 8]
+        out[sel] = rows[index.reshape(-1)].reshape(len(sel), -1) @ weight
+    if layer.bias is not None:
+        out += layer.bias
+    return out
 
 
 def receptive_field(cfg: BackboneConfig = BackboneConfig()) -> int:

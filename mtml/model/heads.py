@@ -8,7 +8,8 @@ from torch.nn import functional as F
 
 
 class PointwiseHead(nn.Module):
-    """Three 1x1x1 convolutions: [B, in_ch, X, Y, Z] -> [B, out_ch, X, Y, Z] (the authors' head shape)."""
+    """Three 1x1x1 convolutions: [B, in_ch, X, Y, Z] -> [B, out_ch, X, Y, Z] (the authors' head shape), or the
+    same per-voxel map on gathered voxels [V, in_ch] -> [V, out_ch]."""
 
     def __init__(self, in_ch: int, out_ch: int, hidden: int = 32):
         super().__init__()
@@ -19,7 +20,11 @@ class PointwiseHead(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if x.dim() == 5:
+            return self.net(x)
+        for layer in self.net:  # a 1x1x1 convolution on rows is a matrix product, far cheaper than conv3d on [V,1,1]
+            x = F.linear(x, layer.weight.flatten(1), layer.bias) if isinstance(layer, nn.Conv3d) else layer(x)
+        return x
 
 
 class SemanticHead(nn.Module):

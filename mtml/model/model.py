@@ -102,16 +102,15 @@ class MTMLNet(nn.Module):
         """Dense outputs [B, D, X, Y, Z] for input x [B, C, X, Y, Z]; with ``coords`` int64 [V, 3] (B = 1) the
         heads run only at those voxels and each output is [V, D] (rows in the order of coords), which is
         several times cheaper on sparse scans; then ``backbone`` [V, C] holds the shared features as well."""
-        feats = self.backbone(x)
-        if coords is not None:
-            v = feats[0][:, coords[:, 0], coords[:, 1], coords[:, 2]]  # [C, V]
-            feats = v[None, :, :, None, None]
+        if coords is None:
+            feats = self.backbone(x)
+        else:
+            feats = self.backbone(x, coords)  # [V, C]
         out = {"embedding": self.embedding_head(feats), "direction": self.direction_head(feats)}
         if self.semantic_head is not None:
             out["semantic"] = self.semantic_head(feats)
         if coords is not None:
-            out = {k: t[0, :, :, 0, 0].T for k, t in out.items()}
-            out["backbone"] = v.T
+            out["backbone"] = feats
         return out
 
     def referring_features(self, outputs: dict) -> torch.Tensor:
