@@ -13,7 +13,7 @@ import torch
 
 from mtml.cluster.pipeline import ClusterConfig, Instances, segment_instances
 from mtml.data.dataset import network_input
-from mtml.data.voxelize import voxelize
+from mtml.data.voxelize import point_labels_at_floor, voxelize
 from mtml.model.model import MTMLNet
 from mtml.scene import Scene, VoxelGrid
 
@@ -26,12 +26,14 @@ class VoxelPredictions:
     direction: float32 [V, 3] predicted direction to the object centre (unnormalised).
     labels:    int64 [V] predicted semantic label ids, or None for a model without a semantic head.
     features:  float32 [V, Ds] language-grounded features, or None.
+    probabilities: float32 [V, C] class probabilities (class channels in ``model.cfg.channel_ids()`` order), or None.
     """
 
     embedding: np.ndarray
     direction: np.ndarray
     labels: Optional[np.ndarray] = None
     features: Optional[np.ndarray] = None
+    probabilities: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -66,13 +68,13 @@ def predict_voxels(model: MTMLNet, grid: VoxelGrid, device: str = "cpu", outputs
     """All heads at a grid's occupied voxels (see ``VoxelPredictions``); runs the network unless its
     ``outputs`` (``network_outputs``) are given."""
     out = network_outputs(model, grid, device) if outputs is None else outputs
-    labels = features = None
+    labels = features = probabilities = None
     if "semantic" in out:
-        channels = model.semantic_head.logits(out["semantic"]).argmax(1).cpu().numpy()
-        labels = np.asarray(model.cfg.channel_ids(), dtype=np.int64)[channels]
+        probabilities = model.semantic_head.logits(out["semantic"]).softmax(dim=1).float().cpu().numpy()
+        labels = np.asarray(model.cfg.channel_ids(), dtype=np.int64)[probabilities.argmax(axis=1)]
         features = out["semantic"].float().cpu().numpy()
     return VoxelPredictions(out["embedding"].float().cpu().numpy(), out["direction"].float().cpu().numpy(),
-                            labels, features)
+                            labels, features, probabilities)
 
 
 def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: ClusterConfig, device: str = "cpu",
@@ -80,8 +82,10 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
     """Semantic labels and instances of an already voxelised scene. Timings: network, cluster (s).
 
     The instances are built on the scan's own labels when it has them and ``use_given_labels`` is set (or the
-    model reads labels as input); otherwise on the semantic head's predictions. ``outputs``: the network's outputs
-    when the caller already ran it (``network_outputs``).
+    model reads labels as input); otherwise on the semantic head's predictions, which a model with an instance
+    classifier then corrects per instance (``classify_instances``), and whose point labels are sharpened at the
+    floor when ``cluster_cfg.floor_label`` is set. ``outputs``: the network's outputs when the caller already ran
+    it (``network_outputs``).
     """
     t0 = time.perf_counter()
     pred = predict_voxels(model, grid, device, outputs)
@@ -92,10 +96,36 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
             raise ValueError("this model has no semantic head: the scan needs a 'label' property")
         grid = dataclasses.replace(grid, labels=pred.labels)
     instances = segment_instances(grid, pred.embedding, pred.direction, cluster_cfg)
+    if not given and model.instance_classifier is not None:
+        instances, labels = classify_instances(model, grid, instances, pred.probabilities, cluster_cfg.stuff_classes)
+        grid = dataclasses.replace(grid, labels=labels)
     t2 = time.perf_counter()
-    point_labels = scene.labels if given and scene.labels is not None else grid.labels[grid.point_to_voxel]
+    if given and scene.labels is not None:
+        point_labels = scene.labels
+    elif not given and cluster_cfg.floor_label is not None:
+        point_labels = point_labels_at_floor(scene.points, grid, grid.labels, cluster_cfg.floor_label,
+                                             cluster_cfg.floor_tolerance)
+    else:
+        point_labels = grid.labels[grid.point_to_voxel]
     return SceneResult(scene, grid, instances, point_labels, "given" if given else "predicted",
                        {"network": t1 - t0, "cluster": t2 - t1}, pred)
+
+
+@torch.no_grad()
+def classify_instances(model: MTMLNet, grid: VoxelGrid, instances: Instances, probabilities: np.ndarray,
+                       stuff_classes) -> tuple[Instances, np.ndarray]:
+    """The model's instance classifier on instances built on predicted labels: each instance and its voxels take
+    the class it predicts (``mtml.model.instance_classifier``); instances it calls stuff are dropped.
+    probabilities: float [V, C] the semantic head's class probabilities. Returns (instances, voxel labels [V])."""
+    from mtml.model.instance_classifier import instance_descriptors, relabel_instances
+
+    if len(instances) == 0:
+        return instances, grid.labels
+    head = model.instance_classifier
+    descriptors = torch.from_numpy(instance_descriptors(grid, instances.masks, probabilities))
+    channels = head(descriptors.to(next(head.parameters()).device)).argmax(dim=1).cpu().numpy()
+    labels = np.asarray(model.cfg.channel_ids(), dtype=np.int64)[channels]
+    return relabel_instances(instances, grid.labels, labels, stuff_classes)
 
 
 def segment_scene(model: MTMLNet, scene: Scene, cluster_cfg: ClusterConfig, voxel_size: float = 0.1,

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Optional
@@ -237,6 +238,54 @@ def start_run(cfg: ExperimentConfig, out_dir: str | os.PathLike) -> tuple[Path, 
     return out, out / "last.pt", out / "metrics.jsonl"
 
 
+@dataclass
+class FrozenModelRun:
+    """A run that trains one head of a model whose other weights are frozen (see ``start_frozen_model_run``)."""
+
+    out: Path
+    model: MTMLNet
+    opt: torch.optim.Optimizer
+    start_epoch: int
+    best_score: float
+    elapsed: float
+    class_counts: list
+
+
+def start_frozen_model_run(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool,
+                           init_checkpoint: Optional[str], head: str, init_help: str) -> FrozenModelRun:
+    """Set up a run that trains only ``head`` (the model's attribute, e.g. "referring_head"): the run folder
+    (``start_run``, config.yaml), the model of ``cfg.model`` resumed from ``last.pt``, or else the weights of
+    ``init_checkpoint`` with the head starting fresh (also when that checkpoint has one), every other weight
+    frozen in eval mode, Adam over the head. The frozen model's class counts and instance settings (its class size
+    prior) are kept: ``cfg.cluster.class_sizes`` is set from them. ``init_help``: what --init must be, for the error."""
+    out, last, metrics_path = start_run(cfg, out_dir)
+    model = MTMLNet(cfg.model)
+    start_epoch, best_score, elapsed, state = 0, -1.0, 0.0, None
+    if resume and last.exists():
+        model, state = load_checkpoint(last)
+        source_state = state
+        start_epoch, best_score, elapsed = resume_point(last, state)
+    else:
+        if not init_checkpoint:
+            raise InputError(None, f"training the {head.replace('_', ' ')} needs --init: {init_help}")
+        src, source_state = load_checkpoint(init_checkpoint)
+        load_matching_weights(model, src, init_checkpoint, skip=(f"{head}.",))
+        if metrics_path.exists():
+            metrics_path.unlink()
+    cfg.cluster.class_sizes = source_state.get("experiment", {}).get("cluster", {}).get("class_sizes",
+                                                                                          cfg.cluster.class_sizes)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(f"{head}."))
+    model.eval()  # frozen parts: batch norm statistics stay as trained
+    getattr(model, head).train()
+    opt = torch.optim.Adam(getattr(model, head).parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    if state is not None:
+        opt.load_state_dict(state["optimizer_state"])
+        torch.set_rng_state(state["torch_rng"])
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return FrozenModelRun(out, model, opt, start_epoch, best_score, elapsed, source_state.get("class_voxel_counts", []))
+
+
 def resume_point(last: Path, state: dict) -> tuple[int, float, float]:
     """(first epoch to run, best validation score so far, training seconds so far) of a run resumed from
     its ``last`` checkpoint's ``state``."""
@@ -300,14 +349,19 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
 
 def run_training(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
                  init_checkpoint: Optional[str] = None) -> Path:
-    """The trainer ``cfg.train.task`` names: "segment" (``train``: backbone, instance and semantic heads) or
-    "refer" (``mtml.train_referring.train_referring``: the referring head on a frozen model). Returns last.pt."""
+    """The trainer ``cfg.train.task`` names: "segment" (``train``: backbone, instance and semantic heads),
+    "refer" (``mtml.train_referring.train_referring``: the referring head on a frozen model) or
+    "classify_instances" (``mtml.train_instances``: the instance classifier on a frozen model). Returns last.pt."""
     if cfg.train.task == "refer":
         from mtml.train_referring import train_referring
 
         return train_referring(cfg, out_dir, resume, progress, init_checkpoint)
+    if cfg.train.task == "classify_instances":
+        from mtml.train_instances import train_instance_classifier
+
+        return train_instance_classifier(cfg, out_dir, resume, progress, init_checkpoint)
     if cfg.train.task != "segment":
-        raise InputError(None, f"unknown train.task {cfg.train.task!r} (segment, refer)")
+        raise InputError(None, f"unknown train.task {cfg.train.task!r} (segment, refer, classify_instances)")
     return train(cfg, out_dir, resume, progress, init_checkpoint)
 
 

@@ -20,13 +20,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from mtml.config import ExperimentConfig
 from mtml.errors import InputError
-from mtml.io.atomic import atomic_write_text
-from mtml.model.model import MTMLNet, load_checkpoint
+from mtml.model.model import MTMLNet
 
 
 class ReferringScenes:
@@ -121,41 +119,15 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     from mtml.losses.referring import referring_loss
     from mtml.model.referring import ReferringConfig
     from mtml.model.text import make_text_encoder
-    from mtml.train import _checkpoint_extra, fit_epochs, load_matching_weights, resume_point, start_run
+    from mtml.train import _checkpoint_extra, fit_epochs, start_frozen_model_run
 
     if not cfg.model.referring:
         raise InputError(None, "train.task 'refer' needs model.referring settings")
     if cfg.data.kind not in ("toy", "longtail"):
         raise InputError(None, f"the referring benchmark has toy and longtail scenes, not {cfg.data.kind!r}")
-    out, last, metrics_path = start_run(cfg, out_dir)
-    model = MTMLNet(cfg.model)
-    start_epoch, best_score, elapsed, state = 0, -1.0, 0.0, None
-    if resume and last.exists():
-        model, state = load_checkpoint(last)
-        source_state = state
-        start_epoch, best_score, elapsed = resume_point(last, state)
-    else:
-        if not init_checkpoint:
-            raise InputError(None, "training the referring head needs --init: the checkpoint whose backbone it reads")
-        src, source_state = load_checkpoint(init_checkpoint)
-        # the head itself always starts fresh, also from a checkpoint that has one (e.g. the bundled model)
-        load_matching_weights(model, src, init_checkpoint, skip=("referring_head.",))
-        if metrics_path.exists():
-            metrics_path.unlink()
-    class_counts = source_state.get("class_voxel_counts", [])  # the frozen model's training statistics, kept
-    # the frozen model's instance settings (its measured class size prior), which the superpoints come from
-    cfg.cluster.class_sizes = source_state.get("experiment", {}).get("cluster", {}).get("class_sizes",
-                                                                                          cfg.cluster.class_sizes)
-    for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith("referring_head."))
-    model.eval()  # frozen parts: batch norm statistics stay as trained
-    model.referring_head.train()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
-                           weight_decay=cfg.train.weight_decay)
-    if state is not None:
-        opt.load_state_dict(state["optimizer_state"])
-        torch.set_rng_state(state["torch_rng"])
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    run = start_frozen_model_run(cfg, out_dir, resume, init_checkpoint, "referring_head",
+                                 "the checkpoint whose backbone it reads")
+    model = run.model
     encoder = make_text_encoder(cfg.model.text_encoder)
     per_scene = cfg.data.referring_per_scene
     train_set = ReferringScenes(build_referring_split(cfg.data.kind, "train", cfg.data.train_scenes, per_scene),
@@ -174,6 +146,6 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
         val = {"miou": res["miou"], "acc25": res["acc@0.25"], "acc50": res["acc@0.5"]}
         return val, val["acc50"]
 
-    return fit_epochs(cfg, out, model, opt, len(train_set), step_losses, validate_epoch,
-                      lambda epoch, best, seconds: _checkpoint_extra(cfg, epoch, best, seconds, class_counts),
-                      start_epoch, best_score, elapsed, progress, shown=("acc50", "miou"))
+    return fit_epochs(cfg, run.out, model, run.opt, len(train_set), step_losses, validate_epoch,
+                      lambda epoch, best, seconds: _checkpoint_extra(cfg, epoch, best, seconds, run.class_counts),
+                      run.start_epoch, run.best_score, run.elapsed, progress, shown=("acc50", "miou"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -32,6 +32,10 @@ class ClusterConfig:
     exclusive: bool = True
     use_direction: bool = True
     stuff_classes: Sequence[int] = (0,)
+    # predicted labels only: points within floor_tolerance (m) of the floor height are floor, and the object points
+    # of floor voxels take the nearest object's label (``mtml.data.voxelize.point_labels_at_floor``); None: off
+    floor_label: Optional[int] = None
+    floor_tolerance: float = 0.02
 
 
 @dataclass

@@ -101,3 +101,34 @@ def grid_to_scene(grid: VoxelGrid, name: str = "grid", source: str = "") -> Scen
     points = ((grid.coords + 0.5) * grid.voxel_size + grid.origin).astype(np.float32)
     colors = None if grid.colors is None else np.round(grid.colors * 255).clip(0, 255).astype(np.uint8)
     return Scene(points=points, colors=colors, labels=grid.labels, instances=grid.instances, name=name, source=source)
+
+
+def point_labels_at_floor(points: np.ndarray, grid: VoxelGrid, voxel_labels: np.ndarray, floor_label: int,
+                          tolerance: float) -> np.ndarray:
+    """Point labels from voxel labels, sharpened where one voxel holds both floor and an object.
+
+    points float [N, 3] (metres, the grid's scene); voxel_labels int64 [V]. Each point takes its voxel's label,
+    except: a point within ``tolerance`` metres of the floor height (the median height of the points in floor
+    voxels) is floor, and a point of a floor voxel higher than that takes the label of the nearest non-floor
+    voxel within one voxel edge (centre distance). A 10 cm voxel at the foot of a box holds floor points and the
+    bottom of the box's sides; even with the true voxel labels, that one label costs the small boxes of the toy
+    benchmark about 2 IoU points.
+    Returns int64 [N].
+    """
+    from scipy.spatial import cKDTree
+
+    labels = voxel_labels[grid.point_to_voxel].astype(np.int64)
+    floor = labels == floor_label
+    if not floor.any():
+        return labels
+    z = points[:, 2]
+    on_floor = np.abs(z - np.median(z[floor])) <= tolerance
+    labels[on_floor] = floor_label
+    objects = np.nonzero(voxel_labels != floor_label)[0]
+    lifted = np.nonzero(floor & ~on_floor)[0]
+    if len(objects) and len(lifted):
+        centres = grid.origin + (grid.coords[objects] + 0.5) * grid.voxel_size
+        dist, nearest = cKDTree(centres).query(points[lifted], distance_upper_bound=grid.voxel_size * (1 + 1e-6))
+        found = np.isfinite(dist)
+        labels[lifted[found]] = voxel_labels[objects[nearest[found]]]
+    return labels

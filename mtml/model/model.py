@@ -35,6 +35,8 @@ class ModelConfig:
         the referring head reads.
     referring: settings of the LESS referring head (``mtml.model.referring.ReferringConfig`` fields); empty: no
         referring head. It reads the backbone features and the semantic head's class probabilities.
+    instance_classifier: add the instance classifier (``mtml.model.instance_classifier``), which relabels the
+        instances built on predicted labels from their mean class probabilities and their shape.
     """
 
     num_classes: int = 6
@@ -45,6 +47,7 @@ class ModelConfig:
     semantic_dim: int = 384
     text_encoder: str = "minilm"
     referring: dict = field(default_factory=dict)
+    instance_classifier: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
     def channel_ids(self) -> list:
@@ -91,6 +94,11 @@ class MTMLNet(nn.Module):
         self.embedding_head = PointwiseHead(bb_cfg.out_channels, cfg.embedding_dim)
         self.direction_head = PointwiseHead(bb_cfg.out_channels, 3)
         self.semantic_head = SemanticHead(bb_cfg.out_channels, cfg.num_classes, cfg.semantic_dim) if cfg.semantic_head else None
+        self.instance_classifier = None
+        if cfg.instance_classifier:
+            from mtml.model.instance_classifier import InstanceClassifier
+
+            self.instance_classifier = InstanceClassifier(cfg.num_classes)
         self.referring_head = None
         if cfg.referring:
             from mtml.model.referring import ReferringConfig, ReferringHead

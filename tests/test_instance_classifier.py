@@ -1,0 +1,168 @@
+"""The instance classifier (descriptors, targets, relabelling, its trainer) and point labels at the floor."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mtml.cluster.pipeline import Instances
+from mtml.config import config_from_dict
+from mtml.data.voxelize import point_labels_at_floor, voxelize
+from mtml.model.instance_classifier import (GEOMETRY_FEATURES, instance_descriptors, instance_geometry,
+                                            instance_targets, relabel_instances)
+from mtml.scene import Scene
+
+from conftest import TINY_SEMANTIC
+
+
+def _box_scene(sides_xy, height, yaw, voxel=0.1):
+    """A floor and one solid box (sides in metres, rotated by ``yaw``) standing on it: (scene, its voxel grid,
+    the box's voxel rows)."""
+    rng = np.random.default_rng(0)
+    floor = np.stack(np.meshgrid(np.arange(-2, 2, 0.05), np.arange(-2, 2, 0.05)), -1).reshape(-1, 2)
+    floor = np.c_[floor, np.zeros(len(floor))]
+    u, v, w = np.meshgrid(*(np.arange(0.02, s, 0.04) for s in (*sides_xy, height)), indexing="ij")
+    box = np.stack([u.ravel() - sides_xy[0] / 2, v.ravel() - sides_xy[1] / 2, w.ravel() + 0.01], 1)
+    c, s = np.cos(yaw), np.sin(yaw)
+    box[:, :2] = box[:, :2] @ np.array([[c, s], [-s, c]])
+    points = np.concatenate([floor, box]) + rng.normal(0, 0.002, (len(floor) + len(box), 3))
+    labels = np.r_[np.zeros(len(floor), np.int64), np.full(len(box), 2, np.int64)]
+    instances = np.r_[np.full(len(floor), -1, np.int64), np.zeros(len(box), np.int64)]
+    scene = Scene(points.astype(np.float32), labels=labels, instances=instances, name="box")
+    grid = voxelize(scene, voxel)
+    return scene, grid, np.nonzero(grid.instances == 0)[0]
+
+
+def _box_grid(sides_xy, height, yaw):
+    return _box_scene(sides_xy, height, yaw)[1:]
+
+
+@pytest.mark.parametrize("yaw", [0.0, 0.5, 1.2])
+def test_geometry_measures_the_footprint_along_its_own_axes(yaw):
+    grid, rows = _box_grid((1.2, 0.4), 0.8, yaw)
+    long_side, short_side, top, log_count = instance_geometry(grid, [rows])[0]
+    assert long_side == pytest.approx(1.2, abs=0.25)
+    assert short_side == pytest.approx(0.4, abs=0.25)
+    assert long_side > 2 * short_side  # whatever the yaw: axis-aligned extents of a rotated box would not say so
+    assert top == pytest.approx(0.8, abs=0.15)
+    assert log_count == pytest.approx(np.log(len(rows)))
+
+
+def test_descriptors_are_mean_probabilities_then_geometry():
+    grid, rows = _box_grid((0.4, 0.4), 0.4, 0.0)
+    probs = np.zeros((grid.num_voxels, 3), np.float32)
+    probs[:, 0] = 1.0
+    probs[rows[: len(rows) // 2]] = (0.0, 0.0, 1.0)
+    d = instance_descriptors(grid, [rows], probs)
+    assert d.shape == (1, 3 + GEOMETRY_FEATURES)
+    share = (len(rows) // 2) / len(rows)
+    assert np.allclose(d[0, :3], (1 - share, 0.0, share), atol=1e-6)
+    assert np.allclose(d[0, 3:], instance_geometry(grid, [rows])[0])
+    assert instance_descriptors(grid, [], probs).shape == (0, 3 + GEOMETRY_FEATURES)
+
+
+def test_targets_take_the_majority_ground_truth_label():
+    grid, rows = _box_grid((0.4, 0.4), 0.4, 0.0)
+    floor_rows = np.nonzero(grid.labels == 0)[0][:50]
+    mostly_box = np.r_[rows, floor_rows[:5]]
+    t = instance_targets(grid, [mostly_box, floor_rows], channel_ids=[0, 1, 2])
+    assert t.tolist() == [2, 0]
+    assert instance_targets(grid, [floor_rows], channel_ids=[0, 1, 2], ignore=[0]).tolist() == [-1]
+    assert instance_targets(dataclasses.replace(grid), [rows], channel_ids=[5, 2]).tolist() == [1]  # channel, not id
+
+
+def test_relabel_gives_instances_and_voxels_their_class_and_drops_stuff():
+    voxel_labels = np.array([0, 1, 1, 3, 3, 3, 0])
+    inst = Instances([np.array([1, 2]), np.array([3, 4, 5]), np.array([6])], np.array([1, 3, 3]),
+                     np.array([0.9, 0.8, 0.5]))
+    kept, labels = relabel_instances(inst, voxel_labels, np.array([2, 3, 0]), stuff_classes=(0,))
+    assert labels.tolist() == [0, 2, 2, 3, 3, 3, 0]
+    assert len(kept) == 2 and kept.labels.tolist() == [2, 3] and kept.scores.tolist() == [0.9, 0.8]
+    assert voxel_labels.tolist() == [0, 1, 1, 3, 3, 3, 0]  # the input is not modified
+
+
+def test_point_labels_at_floor_split_a_mixed_voxel():
+    """A 10 cm voxel at the foot of a box holds floor points and the box's lowest side points: the floor
+    points are floor and the side points the box, whichever label the voxel has."""
+    scene, grid, rows = _box_scene((0.4, 0.4), 0.4, 0.3)
+    plain = grid.labels[grid.point_to_voxel]
+    assert (plain != scene.labels).sum() > 50  # the mixed voxels mislabel points
+    refined = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.02)
+    assert (refined != scene.labels).sum() < 0.2 * (plain != scene.labels).sum()
+    # a grid with no floor voxel is left as it is
+    everything_box = np.full(grid.num_voxels, 2)
+    assert (point_labels_at_floor(scene.points, grid, everything_box, 0, 0.02) == 2).all()
+
+
+TINY_CLASSIFIER = {
+    **TINY_SEMANTIC,
+    "name": "tiny_instance_classifier",
+    "model": {**TINY_SEMANTIC["model"], "instance_classifier": True},
+    "train": {**TINY_SEMANTIC["train"], "task": "classify_instances"},
+}
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """(path of the bundled plain-scan model, its experiment config as a dict)."""
+    from mtml.cli.infer import bundled_checkpoint
+
+    path = bundled_checkpoint("toy.pt")
+    return str(path), torch.load(path, map_location="cpu", weights_only=False)["experiment"]
+
+
+def test_trainer_trains_only_the_classifier_and_inference_uses_it(tmp_path, bundled):
+    """Three scenes on the bundled model (a model that finds instances), then the classifier's answers forced."""
+    import json
+
+    from mtml.data.toy import generate_scene
+    from mtml.infer import segment_scene
+    from mtml.model.model import load_checkpoint
+    from mtml.train import run_training
+
+    path, experiment = bundled
+    cfg = config_from_dict({**experiment, "name": "classifier_test",
+                            "data": {**experiment["data"], "train_scenes": 3, "val_scenes": 1},
+                            "model": {**experiment["model"], "instance_classifier": True},
+                            "train": {**experiment["train"], "task": "classify_instances", "epochs": 2,
+                                      "val_every": 1, "num_threads": 1, "log_every": 1}})
+    last = run_training(cfg, tmp_path / "run", progress=False, init_checkpoint=path)
+    model, state = load_checkpoint(last)
+    src, _ = load_checkpoint(path)
+    assert model.instance_classifier is not None and state["epoch"] == 1
+    frozen = {k: v for k, v in model.state_dict().items() if not k.startswith("instance_classifier.")}
+    assert len(frozen) == len(src.state_dict())
+    assert all(torch.equal(v, src.state_dict()[k]) for k, v in frozen.items())
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["kind"] for r in rows].count("val") == 2
+    assert all(r["loss"] > 0 for r in rows if r["kind"] == "step")  # the scenes gave instances to learn from
+    assert state["class_voxel_counts"]  # the frozen model's statistics are kept
+
+    # force the classifier's answer: every instance becomes class channel 3, and its voxels with it
+    with torch.no_grad():
+        for p in model.instance_classifier.parameters():
+            p.zero_()
+        model.instance_classifier.net[-1].bias[3] = 1.0
+    exp = config_from_dict(state["experiment"])
+    scene = dataclasses.replace(generate_scene(3), labels=None, instances=None)
+    res = segment_scene(model, scene, exp.cluster, use_given_labels=False)
+    assert len(res.instances) and (res.instances.labels == 3).all()
+    for rows in res.instances.masks:
+        assert (res.grid.labels[rows] == 3).all()
+    # classified as floor (stuff): no instance left
+    with torch.no_grad():
+        model.instance_classifier.net[-1].bias.zero_()
+        model.instance_classifier.net[-1].bias[0] = 1.0
+    assert len(segment_scene(model, scene, exp.cluster, use_given_labels=False).instances) == 0
+
+
+def test_trainer_needs_the_classifier_and_an_init(tmp_path):
+    from mtml.errors import InputError
+    from mtml.train import run_training
+
+    no_head = {**TINY_CLASSIFIER, "model": {**TINY_CLASSIFIER["model"], "instance_classifier": False}}
+    with pytest.raises(InputError, match="instance_classifier: true"):
+        run_training(config_from_dict(no_head), tmp_path / "a", progress=False)
+    with pytest.raises(InputError, match="needs --init"):
+        run_training(config_from_dict(TINY_CLASSIFIER), tmp_path / "b", progress=False)
