@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-import torch
-
 from mtml.losses.directional import directional_loss
 from mtml.losses.discriminative import discriminative_loss
 from mtml.losses.focal import focal_loss
