@@ -21,6 +21,8 @@ METHODS = (
     Method("cb_focal", "C-Focal", "longtail_cb_focal.yaml"),
     Method("grounded", "Language-grounded (CE)", "longtail_grounded.yaml", init_from="pretrain"),
     Method("full", "Full (LG + C-Focal + samp.)", "longtail_full.yaml", init_from="pretrain"),
+    # not in seeds/001: Scratch with as many steps as pre-training + fine-tuning take together
+    Method("scratch_long", "Scratch (CE), 1200 steps", "longtail_scratch_long.yaml"),
 )
 
 # seeds/001 Table 1 (ScanNet200 val, mIoU %): head, common, tail, all
