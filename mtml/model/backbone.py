@@ -86,11 +86,9 @@ class DilatedBackbone(nn.Module):
             y = block(y)
             maps.append(y)
         half = torch.cat(maps, dim=1)
-        if coords is None:
-            return self.fuse(torch.cat([full, self.up(half)], dim=1))
-        if self.training:
+        if coords is None or self.training:
             dense = self.fuse(torch.cat([full, self.up(half)], dim=1))
-            return dense[0][:, coords[:, 0], coords[:, 1], coords[:, 2]].T
+            return dense if coords is None else dense[0][:, coords[:, 0], coords[:, 1], coords[:, 2]].T
         deconv, bn, act = self.up
         up = act(F.batch_norm(conv_transpose_at(deconv, half, coords), bn.running_mean, bn.running_var, bn.weight,
                               bn.bias, False, 0.0, bn.eps))
@@ -116,14 +114,13 @@ def conv_transpose_at(layer: nn.ConvTranspose3d, x: torch.Tensor, coords: torch.
     out = x.new_zeros((len(coords), layer.out_channels))
     parity = coords % 2
     code = parity[:, 0] * 4 + parity[:, 1] * 2 + parity[:, 2]
-    taps = torch.tensor([[(t >> 2) & 1, (t >> 1) & 1, t & 1] for t in range(8)])  # [8 taps, 3 axes]
-    for c in range(8):
+    bits = [((i >> 2) & 1, (i >> 1) & 1, i & 1) for i in range(8)]  # a parity code, or a tap, per axis
+    for c, p in enumerate(bits):
         sel = torch.nonzero(code == c).squeeze(1)
         if len(sel) == 0:
             continue
-        p = [(c >> 2) & 1, (c >> 1) & 1, c & 1]
-        offsets = torch.tensor([[_TAP_OFFSET[p[a]][t[a]] for a in range(3)] for t in taps.tolist()])  # [8, 3]
-        kernel = [[_TAP_KERNEL[p[a]][t[a]] for a in range(3)] for t in taps.tolist()]
+        offsets = torch.tensor([[_TAP_OFFSET[p[a]][t[a]] for a in range(3)] for t in bits])  # [8 taps, 3]
+        kernel = [[_TAP_KERNEL[p[a]][t[a]] for a in range(3)] for t in bits]
         weight = torch.cat([layer.weight[:, :, k[0], k[1], k[2]] for k in kernel])  # [8 * C_in, C_out]
         index = ((coords[sel, None, :] // 2 + 1 + offsets.to(coords.device)) * strides).sum(dim=2)  # [Vc, 8]
         out[sel] = rows[index.reshape(-1)].reshape(len(sel), -1) @ weight

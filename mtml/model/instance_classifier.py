@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtml.cluster.pipeline import Instances
 from mtml.scene import VoxelGrid
 
 GEOMETRY_FEATURES = 4
@@ -83,7 +84,7 @@ def instance_targets(grid: VoxelGrid, masks: Sequence[np.ndarray], channel_ids: 
     return out
 
 
-def relabel_instances(instances, voxel_labels: np.ndarray, instance_labels: np.ndarray,
+def relabel_instances(instances: Instances, voxel_labels: np.ndarray, instance_labels: np.ndarray,
                       stuff_classes: Sequence[int]):
     """Give each instance its classified label and its voxels that label.
 
@@ -91,14 +92,11 @@ def relabel_instances(instances, voxel_labels: np.ndarray, instance_labels: np.n
     int64 [K] label ids. An instance classified as a stuff class (floor, wall) stops being an instance and its
     voxels take that class. Returns (Instances without those, new voxel labels int64 [V]).
     """
-    from mtml.cluster.pipeline import Instances
-
     labels = voxel_labels.copy()
-    keep = []
     for k, rows in enumerate(instances.masks):
         labels[rows] = instance_labels[k]
-        if int(instance_labels[k]) not in set(int(s) for s in stuff_classes):
-            keep.append(k)
+    stuff = {int(s) for s in stuff_classes}
+    keep = [k for k, label in enumerate(instance_labels) if int(label) not in stuff]
     kept = Instances([instances.masks[k] for k in keep], np.asarray(instance_labels, dtype=np.int64)[keep],
                      instances.scores[keep])
     return kept, labels

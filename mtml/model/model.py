@@ -110,10 +110,7 @@ class MTMLNet(nn.Module):
         """Dense outputs [B, D, X, Y, Z] for input x [B, C, X, Y, Z]; with ``coords`` int64 [V, 3] (B = 1) the
         heads run only at those voxels and each output is [V, D] (rows in the order of coords), which is
         several times cheaper on sparse scans; then ``backbone`` [V, C] holds the shared features as well."""
-        if coords is None:
-            feats = self.backbone(x)
-        else:
-            feats = self.backbone(x, coords)  # [V, C]
+        feats = self.backbone(x, coords)  # [B, C, X, Y, Z], or [V, C] at coords
         out = {"embedding": self.embedding_head(feats), "direction": self.direction_head(feats)}
         if self.semantic_head is not None:
             out["semantic"] = self.semantic_head(feats)
