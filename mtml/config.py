@@ -29,6 +29,10 @@ class DataConfig:
     rare_instances: tail-class instances inserted into each training scene (rare-class instance sampling).
     semantic_ignore: labels the semantic loss and metrics skip (ScanNet's 0, "unlabeled").
     referring_per_scene: descriptions drawn per scene for the referring benchmark (``train.task: refer``).
+    referring_redraw: draw a training scene's descriptions afresh every epoch after the first (other facts and
+                  phrasings of the same scene), instead of the same ``referring_per_scene`` ones every epoch.
+    referring_word_dropout: share of the words of each training description left out at each step, so that the
+                  head learns from what is left and does not hang on one word ("cube" without "small").
     benchmark:    the class set validation reports (toy, scannet20, scannet200).
     val_min_region_size: smallest ground-truth instance that counts in validation (points, or voxels for stores).
     """
@@ -41,6 +45,8 @@ class DataConfig:
     longtail: dict = field(default_factory=dict)
     rare_instances: int = 0
     referring_per_scene: int = 8
+    referring_redraw: bool = False
+    referring_word_dropout: float = 0.0
     semantic_ignore: list = field(default_factory=list)
     stuff_classes: list = field(default_factory=lambda: [0])
     store: str = ""

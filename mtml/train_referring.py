@@ -4,7 +4,8 @@ The rest of the network (backbone, instance and semantic heads) comes from ``ini
 the referring head learns on top of the features the other heads already use, so adding it changes nothing they
 predict. Scenes are not rotated or flipped, because the descriptions are viewpoint-dependent ("left of").
 Each step takes one scene and all its training descriptions (one backbone pass, S masks). The frozen backbone's
-voxel features and the text features of each description are computed once and kept in memory.
+voxel features are computed once and kept in memory; so are the text features of each description, unless
+``data.referring_redraw`` or ``data.referring_word_dropout`` change the text at every step (``training_descriptions``).
 
 Writes the same files as ``mtml.train.train``: config.yaml, metrics.jsonl, last.pt / best.pt (by validation
 Acc@0.5), curves.png; ``resume`` continues after the last finished epoch.
@@ -32,17 +33,19 @@ class ReferringScenes:
 
     records: ScanRefer-style dicts (``mtml.data.referring``). For each scene: its Scene, VoxelGrid, the frozen
     network's referring features [V, C] and voxel centres [V, 3], the voxel targets bool [S, V] (voxels whose
-    majority instance is the object), the encoded descriptions, the superpoint ids int64 [V] (for a head on
+    majority instance is the object), the encoded descriptions (None unless ``encode_text``), the superpoint ids int64 [V] (for a head on
     superpoints, else None; from the instances found on the predicted labels, as at inference) and the seconds the
     network's pass (and the superpoints) took.
     """
 
-    def __init__(self, records: list, model: MTMLNet, encoder, voxel_size: float, cluster_cfg=None, cache: bool = True):
+    def __init__(self, records: list, model: MTMLNet, encoder, voxel_size: float, cluster_cfg=None, cache: bool = True,
+                 encode_text: bool = True):
         self.by_scene: OrderedDict = OrderedDict()
         for r in records:
             self.by_scene.setdefault(r["scene_id"], []).append(r)
         self.names = list(self.by_scene)
         self.model, self.encoder, self.voxel_size, self.cache = model, encoder, voxel_size, cache
+        self.encode_text = encode_text
         self.cluster_cfg = cluster_cfg
         if model.referring_head is not None and model.referring_head.cfg.superpoints and cluster_cfg is None:
             raise ValueError("a referring head on superpoints needs the cluster settings that find them")
@@ -73,14 +76,37 @@ class ReferringScenes:
         backbone_seconds = time.perf_counter() - t0
         for r in records:
             referring_target_mask(scene, r)  # InputError when the object is not in the scene
-        targets = np.stack([grid.instances == int(r["object_id"]) for r in records])  # the object's voxels
         item = {"records": records, "scene": scene, "grid": grid, "features": feats,
-                "xyz": torch.from_numpy(voxel_centres(grid)), "targets": torch.from_numpy(targets),
-                "text": encode_descriptions(self.encoder, [r["description"] for r in records]),
+                "xyz": torch.from_numpy(voxel_centres(grid)), "targets": voxel_targets(grid, records),
+                "text": (encode_descriptions(self.encoder, [r["description"] for r in records])
+                         if self.encode_text else None),
                 "superpoints": superpoints, "backbone_seconds": backbone_seconds}
         if self.cache:
             self._cache[name] = item
         return item
+
+
+def voxel_targets(grid, records: list) -> torch.Tensor:
+    """bool [S, V]: for each of S records, the grid's voxels whose majority instance is its object."""
+    return torch.from_numpy(np.stack([grid.instances == int(r["object_id"]) for r in records]))
+
+
+def training_descriptions(item: dict, epoch: int, index: int, per_scene: int, redraw: bool,
+                          word_dropout: float) -> tuple:
+    """The descriptions one training step learns from, for the scene ``item`` (a ``ReferringScenes`` item) at
+    position ``index`` of the training set: its own records in epoch 0 (or without ``redraw``), else ``per_scene``
+    new ones drawn by the generator for this epoch; each with ``word_dropout`` of its words left out. The draws
+    depend only on (epoch, index), so a resumed run sees the same text. Returns (list of S description strs,
+    their voxel targets bool [S, V])."""
+    from mtml.data.referring import class_names_for_scene_id, drop_words, generate_descriptions
+
+    rng = np.random.default_rng([epoch, index])
+    records = item["records"]
+    if redraw and epoch > 0:
+        records = generate_descriptions(item["scene"], class_names_for_scene_id(records[0]["scene_id"]), rng,
+                                        per_scene) or records
+    texts = [drop_words(r["description"], word_dropout, rng) for r in records]
+    return texts, voxel_targets(item["grid"], records)
 
 
 def evaluate_referring(model: MTMLNet, scenes: ReferringScenes, progress: bool = True, desc: str = "val"):
@@ -116,6 +142,7 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     ``data.kind`` (toy or longtail); every other weight comes from ``init_checkpoint`` (required) and is frozen.
     Returns ``out_dir/last.pt``."""
     from mtml.data.referring import build_referring_split
+    from mtml.infer import encode_descriptions
     from mtml.losses.referring import referring_loss
     from mtml.model.referring import ReferringConfig
     from mtml.model.text import make_text_encoder
@@ -130,16 +157,22 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     model = run.model
     encoder = make_text_encoder(cfg.model.text_encoder)
     per_scene = cfg.data.referring_per_scene
+    augment = cfg.data.referring_redraw or cfg.data.referring_word_dropout > 0
     train_set = ReferringScenes(build_referring_split(cfg.data.kind, "train", cfg.data.train_scenes, per_scene),
-                                model, encoder, cfg.data.voxel_size, cfg.cluster)
+                                model, encoder, cfg.data.voxel_size, cfg.cluster, encode_text=not augment)
     val_set = ReferringScenes(build_referring_split(cfg.data.kind, "val", cfg.data.val_scenes, per_scene),
                               model, encoder, cfg.data.voxel_size, cfg.cluster)
     head_cfg = ReferringConfig(**cfg.model.referring)
 
     def step_losses(index: int, epoch: int) -> dict:
         item = train_set[index]
-        return referring_loss(model.referring_head(item["features"], item["xyz"], *item["text"], item["superpoints"]),
-                              item["targets"], head_cfg)
+        text, targets = item["text"], item["targets"]
+        if augment:
+            texts, targets = training_descriptions(item, epoch, index, per_scene, cfg.data.referring_redraw,
+                                                   cfg.data.referring_word_dropout)
+            text = encode_descriptions(encoder, texts)
+        return referring_loss(model.referring_head(item["features"], item["xyz"], *text, item["superpoints"]),
+                              targets, head_cfg)
 
     def validate_epoch() -> tuple[dict, float]:
         res = evaluate_referring(model, val_set, progress).results()

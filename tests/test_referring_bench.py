@@ -15,8 +15,13 @@ from conftest import TINY_REFERRING
 
 
 def _write_tiny_ablation_configs(folder):
-    """The real ablation configs' switches on the tiny referring config (one scene a split, two steps)."""
-    base = {**TINY_REFERRING, "data": {**TINY_REFERRING["data"], "val_scenes": 1}}
+    """The real ablation configs' switches and text augmentation on the tiny referring config (one scene a split,
+    two steps)."""
+    from mtml.config import load_config
+
+    real = load_config("configs/referring_ablation.yaml").data
+    base = {**TINY_REFERRING, "data": {**TINY_REFERRING["data"], "val_scenes": 1, "referring_redraw": real.referring_redraw,
+                                       "referring_word_dropout": real.referring_word_dropout}}
     (folder / "referring_ablation.yaml").write_text(yaml.safe_dump(base))
     for method in rt.METHODS[1:]:
         real = yaml.safe_load(open(f"configs/{method.config}"))
@@ -52,7 +57,7 @@ def test_ablation_trains_every_row_and_prints_the_table(tmp_path, tiny_semantic_
     rows = (tmp_path / "bench" / "referring.csv").read_text().splitlines()
     assert rows[0] == "method,set,descriptions,miou,acc@0.25,acc@0.5,ms_per_scan"
     assert {r.split(",")[0] for r in rows[1:]} == {m.key for m in rt.METHODS}
-    assert {r.split(",")[1] for r in rows[1:]} == {"val", "handmade"}
+    assert {r.split(",")[1] for r in rows[1:]} == {"val", "handmade", "handmade_blind"}
     for r in rows[1:]:
         vals = [float(v) for v in r.split(",")[3:6]]
         assert all(0 <= v <= 100 for v in vals) and vals[1] >= vals[2]  # Acc@0.25 >= Acc@0.5
@@ -81,9 +86,10 @@ def test_one_checkpoint_is_scored_on_validation_and_hand_made_descriptions(tmp_p
     out = capsys.readouterr().out
     assert code == 0, out
     rows = [r.split(",") for r in (tmp_path / "referring.csv").read_text().splitlines()[1:]]
-    assert [r[:2] for r in rows] == [["model", "val"], ["model", "handmade"]]
-    from mtml.data.referring import HANDMADE_DESCRIPTIONS, read_referring_json
+    assert [r[:2] for r in rows] == [["model", "val"], ["model", "handmade"], ["model", "handmade_blind"]]
+    from mtml.data.referring import HANDMADE_SETS, read_referring_json
 
-    hand = [r for r in read_referring_json(HANDMADE_DESCRIPTIONS) if r["scene_id"].startswith("toy_")]
-    assert int(rows[1][2]) == len(hand) and int(rows[0][2]) == 2 * TINY_REFERRING["data"]["referring_per_scene"]
+    for row, path in zip(rows[1:], HANDMADE_SETS):
+        assert int(row[2]) == sum(r["scene_id"].startswith("toy_") for r in read_referring_json(path))
+    assert int(rows[0][2]) == 2 * TINY_REFERRING["data"]["referring_per_scene"]
     assert str(tiny_referring_checkpoint) in out

@@ -178,20 +178,41 @@ def test_facts_are_geometrically_true(generated):
             p, fact = r["predicate"], r["predicate"]["fact"]
             t = _object_geometry(scene, r["object_id"])
             seen.add(fact)
-            if p["anchor_id"] is not None:
-                a = _object_geometry(scene, p["anchor_id"])
-                assert p["anchor_id"] != r["object_id"]
-                assert len(_class_members(scene, names, int(np.bincount(
-                    scene.labels[scene.instances == int(p["anchor_id"])]).argmax()))) == 1  # anchor is unique
-                check = {
-                    "left of": lambda: t["center"][0] < a["center"][0],
-                    "right of": lambda: t["center"][0] > a["center"][0],
-                    "behind": lambda: t["center"][1] > a["center"][1],
-                    "in front of": lambda: t["center"][1] < a["center"][1],
-                    "next to": lambda: np.min(np.linalg.norm(t["xy"][::7, None] - a["xy"][None, ::7], axis=-1)) < 0.6,
-                    "on top of": lambda: _stands_on(t, a),
-                }[fact]
-                assert check(), (scene.name, r["description"])
+            if fact == "between":
+                ends = [_object_geometry(scene, i) for i in _class_members(scene, names, p["anchor_label"])
+                        if i != int(r["object_id"])]
+                assert len(ends) == 2, r["description"]
+                a, b = ends[0]["center"][:2], ends[1]["center"][:2]
+                x = t["center"][:2]
+                along = (x - a) @ (b - a) / ((b - a) @ (b - a))
+                (dx, dy), (ex, ey) = b - a, x - a
+                dist = abs(dx * ey - dy * ex) / np.linalg.norm(b - a)
+                assert 0.1 < along < 0.9 and dist < 0.65, (scene.name, r["description"])
+                continue
+            if p["anchor_id"] is not None or p["anchor_label"] is not None:
+                if p["anchor_id"] is not None:
+                    assert p["anchor_id"] != r["object_id"]
+                    anchors = [int(p["anchor_id"])]
+                    assert len(_class_members(scene, names, int(np.bincount(
+                        scene.labels[scene.instances == anchors[0]]).argmax()))) == 1  # the anchor's class is unique
+                else:  # "a <class>": one of several objects of that class
+                    seen.add("any anchor")
+                    anchors = _class_members(scene, names, p["anchor_label"])
+                    assert len(anchors) >= 2 and p["anchor_label"] != p["label"]
+                    assert f"a {names[p['anchor_label']]}" in r["description"] or \
+                        f"an {names[p['anchor_label']]}" in r["description"]
+
+                def holds(a):
+                    return {
+                        "left of": lambda: t["center"][0] < a["center"][0],
+                        "right of": lambda: t["center"][0] > a["center"][0],
+                        "behind": lambda: t["center"][1] > a["center"][1],
+                        "in front of": lambda: t["center"][1] < a["center"][1],
+                        "next to": lambda: np.min(np.linalg.norm(t["xy"][::7, None] - a["xy"][None, ::7], axis=-1)) < 0.6,
+                        "on top of": lambda: _stands_on(t, a),
+                    }[fact]()
+
+                assert any(holds(_object_geometry(scene, a)) for a in anchors), (scene.name, r["description"])
                 continue
             others = [_object_geometry(scene, i) for i in _class_members(scene, names, p["label"])
                       if i != int(r["object_id"])]
@@ -217,7 +238,7 @@ def test_facts_are_geometrically_true(generated):
                 assert all(d(t) < d(o) for o in others), r["description"]
     # the test scenes exercise every position fact and most relations
     assert {"category", "left-most", "right-most", "front-most", "back-most", "corner", "left of", "right of",
-            "behind", "in front of", "next to"} <= seen
+            "behind", "in front of", "next to", "any anchor", "between"} <= seen
 
 
 def _room_scene() -> Scene:
@@ -294,7 +315,8 @@ def test_templates_and_adjectives_table():
     assert all(len(v) >= 4 for v in R.TEMPLATES.values())
     facts = R.scene_facts(_room_scene(), ROOM_NAMES)
     for fact, templates in R.TEMPLATES.items():
-        pred = {"fact": fact, "label": 1, "anchor_id": "5", "corner": "front left", "adjectives": ["small"]}
+        pred = {"fact": fact, "label": 1, "anchor_id": "5", "corner": "front left", "adjectives": ["small"],
+                "anchor_label": 1 if fact == "between" else None}  # "between" the other two of the three boxes
         for t in templates:
             text = R.render_description(facts, pred, t)
             assert "{" not in text and "  " not in text
@@ -339,9 +361,10 @@ def test_scene_for_record_and_target_mask(generated):
 # -------------------------------------------------------------------------------------------- hand-made
 
 
-def test_handmade_set():
-    """The hand-written descriptions: valid, about real objects, and worded unlike the generator."""
-    records = R.read_referring_json(HANDMADE)
+@pytest.mark.parametrize("path", R.HANDMADE_SETS, ids=R.evaluation_set_name)
+def test_handmade_set(path):
+    """The hand-written descriptions: valid, about real objects of test scenes, and worded unlike the generator."""
+    records = R.read_referring_json(path)
     assert len(records) >= 25
     vocab = R.generator_vocabulary()
     test_scenes = {f"toy_{s:05d}" for s in toy_scene_seeds("test")} | {
@@ -360,4 +383,68 @@ def test_handmade_set():
         assert facts.names[facts.row(int(rec["object_id"]))].replace(" ", "_") == rec["object_name"]
         assert set(rec["token"]) - vocab, rec["description"]
         assert tuple(rec["token"]) not in generated
-    assert sum(r["scene_id"].startswith("longtail") for r in records) >= 5
+        assert rec["token"] == R.tokenize(rec["description"])
+    if path == HANDMADE:  # the blind set describes toy scenes only
+        assert sum(r["scene_id"].startswith("longtail") for r in records) >= 5
+
+
+def test_the_blind_set_covers_twenty_new_scenes_and_every_class():
+    records = R.read_referring_json(R.HANDMADE_BLIND_DESCRIPTIONS)
+    first = {r["scene_id"] for r in R.read_referring_json(HANDMADE)}
+    scenes = {r["scene_id"] for r in records}
+    assert len(scenes) == 20 and not scenes & first
+    assert {r["object_name"] for r in records} == {n.replace(" ", "_") for k, n in TOY_CLASS_NAMES.items() if k}
+    assert R.evaluation_set_name(R.HANDMADE_BLIND_DESCRIPTIONS) == "handmade_blind"
+    assert R.evaluation_set_name("my/own_set.json") == "own_set"
+
+
+# ---------------------------------------------------------------------------------------- augmentation
+
+
+def test_drop_words_leaves_out_words_only():
+    text = "This is a tall cabinet. It is next to the room's long box."
+    assert R.drop_words(text, 0.0, np.random.default_rng(0)) == text
+    words = [t for t in R.tokenize(text) if t[0].isalnum()]
+    dropped = 0
+    for seed in range(200):
+        out = R.drop_words(text, 0.3, np.random.default_rng(seed))
+        assert out == R.drop_words(text, 0.3, np.random.default_rng(seed))  # the rng alone decides
+        kept = [t for t in R.tokenize(out) if t[0].isalnum()]
+        assert kept and len(kept) <= len(words)
+        it = iter(words)
+        assert all(any(k == w for w in it) for k in kept)  # the kept words, in their order
+        assert out.count(".") == 2 and ("room's" in out) == ("room" in kept)  # punctuation stays; "'s" goes with its word
+        dropped += len(words) - len(kept)
+    assert 0.25 < dropped / (200 * len(words)) < 0.35
+    assert R.tokenize(R.drop_words("pillar", 0.99, np.random.default_rng(1))) == ["pillar"]  # one word is kept
+    with pytest.raises(InputError, match="dropout"):
+        R.drop_words(text, 1.0, np.random.default_rng(0))
+
+
+def test_training_descriptions_redraw_each_epoch_and_keep_targets_right():
+    from mtml.data.voxelize import voxelize
+    from mtml.train_referring import training_descriptions, voxel_targets
+
+    records = R.build_referring_split("toy", "train", 1, 4)
+    scene = R.scene_for_record(records[0])
+    grid = voxelize(scene, 0.1)
+    item = {"records": records, "scene": scene, "grid": grid}
+    texts, targets = training_descriptions(item, 0, 0, 4, redraw=True, word_dropout=0.0)
+    assert texts == [r["description"] for r in records]  # epoch 0: the scene's own descriptions
+    assert np.array_equal(targets.numpy(), voxel_targets(grid, records).numpy())
+    seen = set(texts)
+    for epoch in (1, 2, 3):
+        texts, targets = training_descriptions(item, epoch, 0, 4, redraw=True, word_dropout=0.0)
+        again, _ = training_descriptions(item, epoch, 0, 4, redraw=True, word_dropout=0.0)
+        assert texts == again and len(texts) == 4 == len(targets)
+        facts = R.scene_facts(scene, TOY_CLASS_NAMES)
+        by_text = {d: row for row, _, d in R.candidate_descriptions(facts)}
+        for text, target in zip(texts, targets.numpy()):
+            # each drawn description's target is the object the generator drew it for
+            assert np.array_equal(target, grid.instances == facts.instances[by_text[text]])
+        seen |= set(texts)
+    assert len(seen) > 8  # later epochs bring descriptions the first one did not have
+    fixed, _ = training_descriptions(item, 3, 0, 4, redraw=False, word_dropout=0.0)
+    assert fixed == [r["description"] for r in records]
+    short, _ = training_descriptions(item, 3, 0, 4, redraw=False, word_dropout=0.5)
+    assert sum(len(R.tokenize(t)) for t in short) < sum(len(r["token"]) for r in records)

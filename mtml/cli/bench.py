@@ -73,8 +73,8 @@ def main(argv=None) -> int:
     ref.add_argument("--configs", default="configs", help="folder with the referring_ablation*.yaml configs")
     ref.add_argument("--runs", default="runs/referring", help="folder of the runs: <runs>/<row>/best.pt")
     ref.add_argument("--scenes", type=int, default=None, help="evaluate on the first N validation scenes only")
-    ref.add_argument("--handmade", default=None, help="ScanRefer-style JSON of extra descriptions (default: the "
-                                                      "bundled hand-made set)")
+    ref.add_argument("--handmade", action="append", default=None, help="ScanRefer-style JSON of extra descriptions, "
+                     "scored as a set of its own; repeatable (default: the two bundled hand-made sets)")
     ref.add_argument("--out", default="mtml_bench")
     args = p.parse_args(argv)
 
@@ -161,7 +161,7 @@ def _referring(args, out: Path) -> None:
     """mtml-bench referring: train (optionally) and evaluate every ablation row; print the table, write
     referring.csv."""
     from mtml.cli.infer import bundled_checkpoint
-    from mtml.data.referring import HANDMADE_DESCRIPTIONS
+    from mtml.data.referring import HANDMADE_SETS
     from mtml.eval import referring_table as rt
     from mtml.io.atomic import atomic_write_text
 
@@ -173,7 +173,7 @@ def _referring(args, out: Path) -> None:
         checkpoints = rt.train_ablation(args.configs, args.runs, args.init or str(bundled_checkpoint("toy.pt")))
     else:
         checkpoints = _trained_rows(args.runs, rt.METHODS, "best.pt")
-    results = rt.evaluate_rows(checkpoints, args.scenes, args.handmade or HANDMADE_DESCRIPTIONS)
+    results = rt.evaluate_rows(checkpoints, args.scenes, args.handmade or HANDMADE_SETS)
     print("Referring segmentation (%)\n" + rt.table_text(results, methods))
     atomic_write_text(out / "referring.csv", rt.table_csv(results, methods))
     print(f"wrote {out / 'referring.csv'}")

@@ -35,9 +35,14 @@ threshold loosened (``slack=+1``). Fact types (``FACTS``):
 * category alone, when the class is unique in the scene ("the pillar");
 * size superlatives within the class (largest / smallest by volume, tallest / shortest by height), when the
   winner beats the runner-up by more than 15 %;
-* position within the class: left-most, right-most, front-most, back-most, nearest a corner, in the middle;
-* relations to an anchor whose class is unique in the scene: next to, left of, right of, behind,
-  in front of, on top of.
+* position within the class: left-most, right-most, front-most, back-most (also phrased as closest to the
+  left / right / front / back wall: the floor extent's edges stand for the room's walls), nearest a corner, in the
+  middle;
+* relations to an anchor whose class is unique in the scene: next to, left of, right of, behind, in front of,
+  on top of; and "next to" / "on top of" any object of a class that has several ("next to a pillar": the
+  relation holds to at least one of them); between the two objects of a class that has exactly two, or between
+  the other two objects of the target's class when it has exactly three (the target's centre is near the line
+  through theirs, ``MARGINS["between_off"]``, and not near either end, ``MARGINS["between_end"]``).
 
 Phrasings live in one table (``TEMPLATES``), optional colour-free adjectives in another (``ADJECTIVES``);
 ``generator_vocabulary`` lists every word the generator can use.
@@ -64,6 +69,11 @@ from mtml.scene import Scene
 # uses (tests/test_referring_data.py checks that): the check that the head understands more than the templates
 HANDMADE_DESCRIPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
                                      "referring_handmade.json")
+# 40 descriptions of toy test scenes 910..929 written blind: by a writer who saw only a top view and the objects'
+# sizes and positions, never the generator's templates, the first hand-made set or any model output
+HANDMADE_BLIND_DESCRIPTIONS = os.path.join(os.path.dirname(HANDMADE_DESCRIPTIONS), "referring_handmade_blind.json")
+HANDMADE_SETS = (HANDMADE_DESCRIPTIONS, HANDMADE_BLIND_DESCRIPTIONS)
+"""The bundled hand-made description files, each scored as its own evaluation set (``evaluation_set_name``)."""
 TOY_VAL_SEED_START = 100_000
 """First toy validation seed (as ``mtml.train.VAL_SEED_START``); the val split is 100 scenes from here."""
 TOY_VAL_SCENES = 100
@@ -78,6 +88,10 @@ MARGINS = {
     "corner": 0.3,         # m: nearest-corner beats the runner-up's distance by this (band)
     "middle_radius": 0.2,  # share of the room's shorter side: "middle" lies within it of the centre
     "middle_band": 0.1,    # m: band on that radius
+    "between_end": 0.15,   # share of the anchor-to-anchor segment that "between" keeps clear at each end
+    "between_end_band": 0.05,
+    "between_off": 0.5,    # m: largest distance of "between"'s target from the line through the anchors' centres
+    "between_off_band": 0.15,
     "next_to": 0.5,        # m: footprint distance of "next to"
     "next_to_band": 0.15,  # m
     "direction": 0.15,     # m: band on centre coordinates for left of / right of / behind / in front of
@@ -93,12 +107,17 @@ CORNERS = {"front left": (0, 0), "front right": (1, 0), "back left": (0, 1), "ba
 _POSITION_FACTS = ("left-most", "right-most", "front-most", "back-most", "corner", "middle")
 _SIZE_FACTS = ("largest", "smallest", "tallest", "shortest")
 _RELATION_FACTS = ("next to", "left of", "right of", "behind", "in front of", "on top of")
-FACTS = {"category": ("category",), "size": _SIZE_FACTS, "position": _POSITION_FACTS, "relation": _RELATION_FACTS}
+_ANY_ANCHOR_RELATIONS = ("next to", "on top of")
+"""The relations also said of any object of a class ("next to a pillar"); "left of a pillar" says little."""
+FACTS = {"category": ("category",), "size": _SIZE_FACTS, "position": _POSITION_FACTS,
+         "relation": _RELATION_FACTS + ("between",)}
 """Fact type -> the fact keys of ``TEMPLATES`` and of a predicate's ``"fact"``."""
 
 # Placeholders: {target} the class name with the optional adjective ("tall cabinet"), {a_target} the same with
-# its article, {name} the bare class name, {names} its plural, {anchor} the anchor's class name, {corner} a
-# key of CORNERS. Size superlatives take no adjective (size facts carry their own).
+# its article, {name} the bare class name, {names} its plural, {the_anchor} the anchor's class name with "the" (one
+# object of a class unique in the scene) or "a" (any object of its class), {the_anchors} the two anchors of
+# "between" ("the pillars", or "the other pillars" when they share the target's class), {corner} a key of
+# CORNERS. Size superlatives take no adjective (size facts carry their own).
 TEMPLATES = {
     "category": (
         "the {target}",
@@ -136,24 +155,28 @@ TEMPLATES = {
         "the {target} farthest to the left",
         "find the {name} on the far left.",
         "of all the {names}, the one furthest left",
+        "the {target} closest to the left wall",
     ),
     "right-most": (
         "the right-most {target}",
         "the {target} farthest to the right",
         "find the {name} on the far right.",
         "of all the {names}, the one furthest right",
+        "the {target} closest to the right wall",
     ),
     "front-most": (
         "the front-most {target}",
         "the nearest {target}",
         "find the {name} closest to the front.",
         "of all the {names}, the one furthest to the front",
+        "the {target} closest to the front wall",
     ),
     "back-most": (
         "the back-most {target}",
         "the {target} farthest back",
         "find the {name} at the very back of the room.",
         "of all the {names}, the one furthest back",
+        "the {target} closest to the back wall",
     ),
     "corner": (
         "the {target} nearest the {corner} corner",
@@ -168,46 +191,53 @@ TEMPLATES = {
         "the {target} that is closest to the middle of the room",
     ),
     "next to": (
-        "the {target} next to the {anchor}",
-        "{target} beside the {anchor}",
-        "find the {target} that stands next to the {anchor}.",
-        "the {target} which is closest to the {anchor}",
-        "this is {a_target}. it is next to the {anchor}.",
+        "the {target} next to {the_anchor}",
+        "{target} beside {the_anchor}",
+        "find the {target} that stands next to {the_anchor}.",
+        "the {target} which is closest to {the_anchor}",
+        "this is {a_target}. it is next to {the_anchor}.",
     ),
     "left of": (
-        "the {target} to the left of the {anchor}",
-        "{target} on the left side of the {anchor}",
-        "find the {target} that is left of the {anchor}.",
-        "the {target} which is to the {anchor}'s left",
-        "this is {a_target}. it is on the left of the {anchor}.",
+        "the {target} to the left of {the_anchor}",
+        "{target} on the left side of {the_anchor}",
+        "find the {target} that is left of {the_anchor}.",
+        "the {target} which is to {the_anchor}'s left",
+        "this is {a_target}. it is on the left of {the_anchor}.",
     ),
     "right of": (
-        "the {target} to the right of the {anchor}",
-        "{target} on the right side of the {anchor}",
-        "find the {target} that is right of the {anchor}.",
-        "the {target} which is to the {anchor}'s right",
-        "this is {a_target}. it is on the right of the {anchor}.",
+        "the {target} to the right of {the_anchor}",
+        "{target} on the right side of {the_anchor}",
+        "find the {target} that is right of {the_anchor}.",
+        "the {target} which is to {the_anchor}'s right",
+        "this is {a_target}. it is on the right of {the_anchor}.",
     ),
     "behind": (
-        "the {target} behind the {anchor}",
-        "{target} further back than the {anchor}",
-        "find the {target} that is behind the {anchor}.",
-        "the {target} which is farther away than the {anchor}",
-        "this is {a_target}. it is behind the {anchor}.",
+        "the {target} behind {the_anchor}",
+        "{target} further back than {the_anchor}",
+        "find the {target} that is behind {the_anchor}.",
+        "the {target} which is farther away than {the_anchor}",
+        "this is {a_target}. it is behind {the_anchor}.",
     ),
     "in front of": (
-        "the {target} in front of the {anchor}",
-        "{target} closer to the front than the {anchor}",
-        "find the {target} that is in front of the {anchor}.",
-        "the {target} which is nearer than the {anchor}",
-        "this is {a_target}. it is in front of the {anchor}.",
+        "the {target} in front of {the_anchor}",
+        "{target} closer to the front than {the_anchor}",
+        "find the {target} that is in front of {the_anchor}.",
+        "the {target} which is nearer than {the_anchor}",
+        "this is {a_target}. it is in front of {the_anchor}.",
+    ),
+    "between": (
+        "the {target} between {the_anchors}",
+        "{target} standing between {the_anchors}",
+        "find the {name} that is in between {the_anchors}.",
+        "the {target} with {the_anchors} on either side",
+        "this is {a_target}. it is between {the_anchors}.",
     ),
     "on top of": (
-        "the {target} on top of the {anchor}",
-        "{target} on the {anchor}",
-        "find the {target} that sits on the {anchor}.",
-        "the {target} which is placed on top of the {anchor}",
-        "this is {a_target}. it is on the {anchor}.",
+        "the {target} on top of {the_anchor}",
+        "{target} on {the_anchor}",
+        "find the {target} that sits on {the_anchor}.",
+        "the {target} which is placed on top of {the_anchor}",
+        "this is {a_target}. it is on {the_anchor}.",
     ),
 }
 """Fact key -> its phrasings (the generator's whole sentence vocabulary, with ``ADJECTIVES`` and ``CORNERS``)."""
@@ -225,6 +255,15 @@ volume m^3, elongation = footprint length / width, flatness = height / footprint
 ADJECTIVE_PROB = 0.35
 """Share of descriptions that get an adjective (when one applies and the template takes one)."""
 
+CONTEXT_TEMPLATES = (
+    "there are several {names} in the room.",
+    "the room has more than one {name}.",
+    "look at the {names}.",
+)
+"""Context sentences put before a description, as people often start ("there are several pillars. the one ...")."""
+CONTEXT_PROB = 0.25
+"""Share of the descriptions of a class with several objects that start with a context sentence."""
+
 
 # ------------------------------------------------------------------------------------------------ tokens
 
@@ -238,6 +277,32 @@ def tokenize(description: str) -> list:
     ``tokenize("This is the sofa's cushion.")`` -> ``["this", "is", "the", "sofa", "'s", "cushion", "."]``.
     """
     return _TOKEN_RE.findall(description.lower())
+
+
+def drop_words(description: str, rate: float, rng: np.random.Generator) -> str:
+    """A description with each word left out with probability ``rate`` (punctuation stays; at least one word is
+    kept), for training-time augmentation. rng: np.random.Generator. Returns the shortened str, lowercase (the
+    description itself when ``rate`` is 0)."""
+    if not 0.0 <= rate < 1.0:
+        raise InputError(None, f"word dropout rate must be in [0, 1), got {rate!r}")
+    if rate == 0.0:
+        return description
+    text = description.lower()
+    spans: list = []  # (start, end) of each word, a possessive "'s" going with the word before it
+    for m in _TOKEN_RE.finditer(text):
+        if m.group()[0].isalnum():
+            spans.append([m.start(), m.end()])
+        elif m.group()[0] == "'" and len(m.group()) > 1 and spans and spans[-1][1] == m.start():
+            spans[-1][1] = m.end()
+    if not spans:
+        return text
+    drop = rng.random(len(spans)) < rate
+    if drop.all():
+        drop[int(rng.integers(len(spans)))] = False
+    for (start, end), d in reversed(list(zip(spans, drop))):
+        if d:
+            text = text[:start] + text[end:]
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def _plural(name: str) -> str:
@@ -256,13 +321,13 @@ def _with_article(phrase: str) -> str:
 
 
 def generator_vocabulary(class_names: Optional[dict] = None) -> set:
-    """Every token the generator can emit: the words of ``TEMPLATES``, ``ADJECTIVES``, ``CORNERS``, the
-    articles, and the names (and plurals) of ``class_names`` (dict id -> name; default: the toy and the
-    long-tail classes). Returns set[str]."""
+    """Every token the generator can emit: the words of ``TEMPLATES``, ``CONTEXT_TEMPLATES``, ``ADJECTIVES``,
+    ``CORNERS``, the articles and "other" of the anchors' phrases, and the names (and plurals) of ``class_names`` (dict id -> name;
+    default: the toy and the long-tail classes). Returns set[str]."""
     if class_names is None:
         class_names = {**{f"t{k}": v for k, v in TOY_CLASS_NAMES.items()}, **LONGTAIL_CLASS_NAMES}
-    words = {"a", "an", *ADJECTIVES}
-    for templates in TEMPLATES.values():
+    words = {"a", "an", "the", "other", *ADJECTIVES}
+    for templates in [*TEMPLATES.values(), CONTEXT_TEMPLATES]:
         for template in templates:
             words.update(tokenize(re.sub(r"\{[a-z_]+\}", "placeholder", template)))
     words.discard("placeholder")
@@ -428,8 +493,9 @@ def scene_facts(scene: Scene, class_names: dict) -> SceneFacts:
 # -------------------------------------------------------------------------------------------- predicates
 #
 # A predicate is a JSON-able dict: {"fact": a key of TEMPLATES, "label": class id of the target,
-# "anchor_id": str instance id (relations) or None, "corner": a key of CORNERS (fact "corner") or None,
-# "adjectives": list of ADJECTIVES keys}.
+# "anchor_id": str instance id (relations to one object) or None, "anchor_label": class id (relations to any object
+# of that class; optional, None when absent), "corner": a key of CORNERS (fact "corner") or None,
+# "adjectives": list of ADJECTIVES keys, "context": optional CONTEXT_TEMPLATES entry said first (rendering only)}.
 
 
 def _beats_others(value: np.ndarray, members: np.ndarray, band: float, slack: float, ratio: bool) -> np.ndarray:
@@ -480,30 +546,14 @@ def evaluate_predicate(facts: SceneFacts, predicate: dict, slack: float = 0.0) -
             axis, sign = {"left-most": (0, 1.0), "right-most": (0, -1.0), "front-most": (1, 1.0),
                           "back-most": (1, -1.0)}[fact]
             hold = _beats_others(sign * c[:, axis], members, m["position"], slack, ratio=False)
+    elif fact == "between":
+        hold = members & _between(facts, predicate, slack)
     elif fact in _RELATION_FACTS:
-        try:
-            a = facts.row(int(predicate["anchor_id"]))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(None, f"anchor {predicate.get('anchor_id')!r} is not an object of the scene") from None
-        def stands_on(gap, s):  # NaN (no support evidence) compares False
-            return np.abs(gap) <= m["on_top"] + s * m["on_top_band"]
-
-        if fact == "on top of":
-            rel = stands_on(facts.support_gap[:, a], slack)
-        else:
-            # a pair where one stands on the other is neither "next to" nor beside / behind each other; the
-            # exclusion narrows as the slack loosens, so a looser predicate still holds for more objects
-            stacked = stands_on(facts.support_gap[:, a], -slack) | stands_on(facts.support_gap[a, :], -slack)
-            c, ca, band = facts.center, facts.center[a], slack * m["direction"]
-            rel = {
-                "next to": lambda: facts.gap[:, a] <= m["next_to"] + slack * m["next_to_band"],
-                "left of": lambda: c[:, 0] < ca[0] + band,
-                "right of": lambda: c[:, 0] > ca[0] - band,
-                "behind": lambda: c[:, 1] > ca[1] - band,
-                "in front of": lambda: c[:, 1] < ca[1] + band,
-            }[fact]() & ~stacked
-        hold = members & rel
-        hold[a] = False
+        hold = np.zeros(len(members), dtype=bool)
+        for a in _anchor_rows(facts, predicate):
+            rel = members & _relation_to(facts, fact, a, slack)
+            rel[a] = False
+            hold |= rel
     else:
         raise InputError(None, f"unknown fact {fact!r} (expected one of {', '.join(TEMPLATES)})")
     for adj in predicate.get("adjectives") or ():
@@ -514,6 +564,77 @@ def evaluate_predicate(facts: SceneFacts, predicate: dict, slack: float = 0.0) -
         band = 1.0 + slack * m["adjective_band"]
         hold &= value >= thr / band if op == ">=" else value <= thr * band
     return hold
+
+
+def _anchor_rows(facts: SceneFacts, predicate: dict) -> np.ndarray:
+    """Rows of a relation's anchors: the object ``anchor_id``, or every object of class ``anchor_label``."""
+    if predicate.get("anchor_label") is not None:
+        rows = np.flatnonzero(facts.labels == int(predicate["anchor_label"]))
+        if not len(rows):
+            raise InputError(None, f"no object of anchor class {predicate['anchor_label']!r} in the scene")
+        return rows
+    try:
+        return np.array([facts.row(int(predicate["anchor_id"]))])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(None, f"anchor {predicate.get('anchor_id')!r} is not an object of the scene") from None
+
+
+def _relation_to(facts: SceneFacts, fact: str, a: int, slack: float) -> np.ndarray:
+    """bool [K]: the objects that stand in relation ``fact`` (a key of ``_RELATION_FACTS``) to the object of row
+    ``a``, with every threshold moved by ``slack`` bands (``evaluate_predicate``)."""
+    m = MARGINS
+
+    def stands_on(gap, s):  # NaN (no support evidence) compares False
+        return np.abs(gap) <= m["on_top"] + s * m["on_top_band"]
+
+    if fact == "on top of":
+        return stands_on(facts.support_gap[:, a], slack)
+    # a pair where one stands on the other is neither "next to" nor beside / behind each other; the exclusion
+    # narrows as the slack loosens, so a looser predicate still holds for more objects
+    stacked = stands_on(facts.support_gap[:, a], -slack) | stands_on(facts.support_gap[a, :], -slack)
+    c, ca, band = facts.center, facts.center[a], slack * m["direction"]
+    return {
+        "next to": lambda: facts.gap[:, a] <= m["next_to"] + slack * m["next_to_band"],
+        "left of": lambda: c[:, 0] < ca[0] + band,
+        "right of": lambda: c[:, 0] > ca[0] - band,
+        "behind": lambda: c[:, 1] > ca[1] - band,
+        "in front of": lambda: c[:, 1] < ca[1] + band,
+    }[fact]() & ~stacked
+
+
+def _between_anchors(facts: SceneFacts, predicate: dict) -> np.ndarray:
+    """The two anchor rows of a "between" predicate for its target class: the objects of class ``anchor_label``
+    (exactly two), or the target class's three objects when ``anchor_label`` is the target's class (each of them is
+    then between the other two or not). InputError when the class has another count."""
+    if predicate.get("anchor_label") is None:
+        raise InputError(None, "'between' needs the anchors' class (anchor_label)")
+    rows = np.flatnonzero(facts.labels == int(predicate["anchor_label"]))
+    if len(rows) != (3 if int(predicate["anchor_label"]) == int(predicate["label"]) else 2):
+        raise InputError(None, f"'between' needs two objects of class {predicate['anchor_label']} (or three of the "
+                               f"target's own class), the scene has {len(rows)}")
+    return rows
+
+
+def _between(facts: SceneFacts, predicate: dict, slack: float) -> np.ndarray:
+    """bool [K]: the objects between the anchors of a "between" predicate (``_between_anchors``; with three objects
+    of the target class, each object is tested against the other two), thresholds moved by ``slack`` bands."""
+    m, c = MARGINS, facts.center[:, :2]
+    rows = _between_anchors(facts, predicate)
+    out = np.zeros(len(c), dtype=bool)
+    for i in range(len(c)):
+        ends = rows[rows != i]
+        if len(ends) != 2:
+            continue
+        a, b = c[ends[0]], c[ends[1]]
+        d = b - a
+        length = float(np.linalg.norm(d))
+        if length < 1e-6:
+            continue
+        t = float((c[i] - a) @ d) / length ** 2
+        off = abs(float(d[0] * (c[i] - a)[1] - d[1] * (c[i] - a)[0])) / length
+        end = m["between_end"] - slack * m["between_end_band"]
+        out[i] = end <= t <= 1.0 - end and off <= m["between_off"] + slack * m["between_off_band"]
+    return out
 
 
 def _unique_target(facts: SceneFacts, predicate: dict) -> Optional[int]:
@@ -530,8 +651,10 @@ def candidate_predicates(facts: SceneFacts) -> list:
     """Every predicate that clearly identifies one object (without adjectives).
 
     Returns list[(row, predicate dict)] in a fixed order: per class (ascending id), category, size, position,
-    then relations to every anchor whose class is unique in the scene (ascending instance id).
-    Superlatives and positions are only tried for classes with >= 2 objects.
+    then relations to every anchor whose class is unique in the scene (ascending instance id), then "next to" /
+    "on top of" any object of each other class with >= 2 objects (ascending class id), then "between" the two
+    objects of each class with exactly two (or the other two of the target's class when it has three). Superlatives and positions are only
+    tried for classes with >= 2 objects.
     """
     labels, counts = np.unique(facts.labels, return_counts=True)
     unique_class = {int(lb) for lb, n in zip(labels, counts) if n == 1}
@@ -547,9 +670,13 @@ def candidate_predicates(facts: SceneFacts) -> list:
         for a in anchors:
             if facts.labels[a] != lb:
                 tries += [{"fact": f, "anchor_id": str(int(facts.instances[a]))} for f in _RELATION_FACTS]
+        for other in [int(k) for k, c in zip(labels, counts) if c > 1 and k != lb]:
+            tries += [{"fact": f, "anchor_label": other} for f in _ANY_ANCHOR_RELATIONS]
+        tries += [{"fact": "between", "anchor_label": int(k)} for k, c in zip(labels, counts)
+                  if (k != lb and c == 2) or (k == lb and c == 3)]
         for t in tries:
-            pred = {"fact": t["fact"], "label": int(lb), "anchor_id": t.get("anchor_id"), "corner": t.get("corner"),
-                    "adjectives": []}
+            pred = {"fact": t["fact"], "label": int(lb), "anchor_id": t.get("anchor_id"),
+                    "anchor_label": t.get("anchor_label"), "corner": t.get("corner"), "adjectives": []}
             row = _unique_target(facts, pred)
             if row is not None:
                 out.append((row, pred))
@@ -566,15 +693,25 @@ def _adjectives_for(facts: SceneFacts, row: int) -> list:
 
 def render_description(facts: SceneFacts, predicate: dict, template: str) -> str:
     """Fill a template of ``TEMPLATES[predicate["fact"]]`` for a predicate (its first adjective, if any, goes
-    before the target's name). Returns the description str."""
+    before the target's name; its ``context``, a ``CONTEXT_TEMPLATES`` entry, if any, goes first). Returns the
+    description str."""
     name = facts.names[int(np.flatnonzero(facts.labels == int(predicate["label"]))[0])]
     adj = predicate.get("adjectives") or []
     target = " ".join([*adj[:1], name])
-    anchor = ""
-    if predicate.get("anchor_id") is not None:
-        anchor = facts.names[facts.row(int(predicate["anchor_id"]))]
-    return template.format(target=target, a_target=_with_article(target), name=name, names=_plural(name),
-                           anchor=anchor, corner=predicate.get("corner") or "")
+    the_anchor = the_anchors = ""
+    if predicate.get("fact") == "between":
+        anchors = _plural(facts.names[_between_anchors(facts, predicate)[0]])
+        the_anchors = f"the other {anchors}" if int(predicate["anchor_label"]) == int(predicate["label"]) \
+            else f"the {anchors}"
+    elif predicate.get("anchor_label") is not None:
+        the_anchor = _with_article(facts.names[_anchor_rows(facts, predicate)[0]])
+    elif predicate.get("anchor_id") is not None:
+        the_anchor = "the " + facts.names[facts.row(int(predicate["anchor_id"]))]
+    text = template.format(target=target, a_target=_with_article(target), name=name, names=_plural(name),
+                           the_anchor=the_anchor, the_anchors=the_anchors, corner=predicate.get("corner") or "")
+    if predicate.get("context"):
+        text = predicate["context"].format(name=name, names=_plural(name)) + " " + text
+    return text
 
 
 def _takes_adjective(fact: str, template: str) -> bool:
@@ -583,15 +720,18 @@ def _takes_adjective(fact: str, template: str) -> bool:
 
 def candidate_descriptions(facts: SceneFacts) -> list:
     """Every description the generator could emit for a scene: each candidate predicate, in each of its
-    phrasings, bare and with each adjective that applies. Returns list[(row, predicate, description)]."""
+    phrasings, bare and with each adjective that applies, without and (for a class with several objects) with
+    each context sentence. Returns list[(row, predicate, description)]."""
     out = []
     for row, pred in candidate_predicates(facts):
         adjs = _adjectives_for(facts, row)
+        several = (facts.labels == int(pred["label"])).sum() > 1
         for template in TEMPLATES[pred["fact"]]:
             variants = [[]] + ([[a] for a in adjs] if _takes_adjective(pred["fact"], template) else [])
             for v in variants:
-                p = {**pred, "adjectives": v}
-                out.append((row, p, render_description(facts, p, template)))
+                for context in [None, *(CONTEXT_TEMPLATES if several else ())]:
+                    p = {**pred, "adjectives": v, **({"context": context} if context else {})}
+                    out.append((row, p, render_description(facts, p, template)))
     return out
 
 
@@ -610,6 +750,8 @@ def _phrase(facts: SceneFacts, pred: dict, adjectives: list, used: set, rng: np.
         p = {**pred, "adjectives": []}
         if adjectives and _takes_adjective(pred["fact"], template) and rng.random() < ADJECTIVE_PROB:
             p["adjectives"] = [adjectives[int(rng.integers(len(adjectives)))]]
+        if (facts.labels == int(pred["label"])).sum() > 1 and rng.random() < CONTEXT_PROB:
+            p["context"] = CONTEXT_TEMPLATES[int(rng.integers(len(CONTEXT_TEMPLATES)))]
         text = render_description(facts, p, template)
         if text not in used:
             return text, p
@@ -624,7 +766,8 @@ def generate_descriptions(scene: Scene, class_names: dict, rng: np.random.Genera
     Objects are visited round-robin in a random order; each visit takes the object's predicate that ranks
     first by (already used for it, its fact type already used for it, uses of its fact key in the scene so far,
     a random draw), in a random phrasing not used yet, with an adjective in ``ADJECTIVE_PROB`` of the cases
-    where one applies and the phrasing takes one. No description repeats. Returns list[dict] of ScanRefer
+    where one applies and the phrasing takes one, and a context sentence first in ``CONTEXT_PROB`` of the cases
+    whose class has several objects. No description repeats. Returns list[dict] of ScanRefer
     records (plus ``predicate``), sorted by object then ann_id; fewer than ``per_scene`` only when the scene
     offers fewer distinct descriptions.
     """
@@ -790,6 +933,13 @@ def validate_referring_records(records, source) -> list:
             raise InputError(source, f"{where}: token must be a list of strings")
         out.append(rec)
     return out
+
+
+def evaluation_set_name(path: str | os.PathLike) -> str:
+    """The name a description file is reported under: its file stem without a ``referring_`` prefix
+    (``.../referring_handmade_blind.json`` -> ``"handmade_blind"``)."""
+    stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    return stem[len("referring_"):] if stem.startswith("referring_") else stem
 
 
 def write_referring_json(records: list, path: str | os.PathLike) -> None:

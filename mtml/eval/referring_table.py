@@ -37,13 +37,13 @@ def train_ablation(configs_dir: str | Path, out_dir: str | Path, init_checkpoint
     return {key: path.parent / "best.pt" for key, path in last.items()}
 
 
-def evaluate_rows(checkpoints: dict, num_scenes: Optional[int] = None, handmade: Optional[str] = None,
+def evaluate_rows(checkpoints: dict, num_scenes: Optional[int] = None, handmade: Sequence[str] = (),
                   progress: bool = True) -> dict:
-    """row key -> {"val": ReferringScores results on the validation split (its first ``num_scenes`` scenes),
-    "handmade": results on the descriptions of the ScanRefer-style file ``handmade`` (when given)}. Times are
-    per scan, backbone and head together."""
+    """row key -> {"val": ReferringScores results on the validation split (its first ``num_scenes`` scenes), and
+    for each ScanRefer-style file of ``handmade``, under its ``evaluation_set_name``, the results on its
+    descriptions of scenes of the kind the row was trained on}. Times are per scan, backbone and head together."""
     from mtml.config import config_from_dict
-    from mtml.data.referring import build_referring_split, read_referring_json
+    from mtml.data.referring import build_referring_split, evaluation_set_name, read_referring_json
     from mtml.model.model import load_checkpoint
     from mtml.model.text import make_text_encoder
     from mtml.train_referring import ReferringScenes, evaluate_referring
@@ -56,8 +56,9 @@ def evaluate_rows(checkpoints: dict, num_scenes: Optional[int] = None, handmade:
         encoder = make_text_encoder(model.cfg.text_encoder)
         sets = {"val": build_referring_split(exp.data.kind, "val", num_scenes or exp.data.val_scenes,
                                              exp.data.referring_per_scene)}
-        if handmade:  # the descriptions of scenes of the kind the head was trained on
-            sets["handmade"] = [r for r in read_referring_json(handmade) if r["scene_id"].startswith(f"{exp.data.kind}_")]
+        for path in handmade:
+            sets[evaluation_set_name(path)] = [r for r in read_referring_json(path)
+                                               if r["scene_id"].startswith(f"{exp.data.kind}_")]
         out[key] = {name: evaluate_referring(model, ReferringScenes(records, model, encoder, exp.data.voxel_size,
                                                                     exp.cluster),
                                              progress, desc=f"{key} {name}").results()
@@ -69,14 +70,15 @@ def table_text(results: dict, methods: Sequence[Method] = METHODS) -> str:
     """The ablation as a text table: per row mIoU / Acc@0.25 / Acc@0.5 (%) per evaluation set, ms per scan."""
     sets = sorted({name for r in results.values() for name in r}, key=lambda n: n != "val")
     cols = [f"{s} {c}" for s in sets for c in ("mIoU", "A@25", "A@50")] + ["ms/scan"]
-    head = f"{'method':<36}" + "".join(f"{c:>15}" for c in cols)
+    width = max(15, 2 + max(len(c) for c in cols))
+    head = f"{'method':<36}" + "".join(f"{c:>{width}}" for c in cols)
     lines = [head, "-" * len(head)]
     for m in methods:
         if m.key not in results:
             continue
         r = results[m.key]
-        vals = [f"{100 * r[s][c]:>15.1f}" for s in sets for c in COLUMNS]
-        lines.append(f"{m.title:<36}" + "".join(vals) + f"{1000 * r['val']['seconds_per_scan']:>15.1f}")
+        vals = [f"{100 * r[s][c]:>{width}.1f}" for s in sets for c in COLUMNS]
+        lines.append(f"{m.title:<36}" + "".join(vals) + f"{1000 * r['val']['seconds_per_scan']:>{width}.1f}")
     paper = [m for m in methods if m.key in PAPER and m.key in results]
     if paper:
         lines.append("")
