@@ -5,7 +5,8 @@ the referring head learns on top of the features the other heads already use, so
 predict. Scenes are not rotated or flipped, because the descriptions are viewpoint-dependent ("left of").
 Each step takes one scene and all its training descriptions (one backbone pass, S masks). The frozen backbone's
 voxel features are computed once and kept in memory; so are the text features of each description, unless
-``data.referring_redraw`` or ``data.referring_word_dropout`` change the text at every step (``training_descriptions``).
+``data.referring_redraw`` or ``data.referring_word_dropout`` change the text at every step
+(``training_descriptions``).
 
 Writes the same files as ``mtml.train.train``: config.yaml, metrics.jsonl, last.pt / best.pt (by validation
 Acc@0.5), curves.png; ``resume`` continues after the last finished epoch.
@@ -33,9 +34,9 @@ class ReferringScenes:
 
     records: ScanRefer-style dicts (``mtml.data.referring``). For each scene: its Scene, VoxelGrid, the frozen
     network's referring features [V, C] and voxel centres [V, 3], the voxel targets bool [S, V] (voxels whose
-    majority instance is the object), the encoded descriptions (None unless ``encode_text``), the superpoint ids int64 [V] (for a head on
-    superpoints, else None; from the instances found on the predicted labels, as at inference) and the seconds the
-    network's pass (and the superpoints) took.
+    majority instance is the object), the encoded descriptions (None unless ``encode_text``), the superpoint ids
+    int64 [V] (for a head on superpoints, else None; from the instances found on the predicted labels, as at
+    inference) and the seconds the network's pass (and the superpoints) took.
     """
 
     def __init__(self, records: list, model: MTMLNet, encoder, voxel_size: float, cluster_cfg=None, cache: bool = True,

@@ -20,8 +20,9 @@ def _write_tiny_ablation_configs(folder):
     from mtml.config import load_config
 
     real = load_config("configs/referring_ablation.yaml").data
-    base = {**TINY_REFERRING, "data": {**TINY_REFERRING["data"], "val_scenes": 1, "referring_redraw": real.referring_redraw,
-                                       "referring_word_dropout": real.referring_word_dropout}}
+    data = {**TINY_REFERRING["data"], "val_scenes": 1, "referring_redraw": real.referring_redraw,
+            "referring_word_dropout": real.referring_word_dropout}
+    base = {**TINY_REFERRING, "data": data}
     (folder / "referring_ablation.yaml").write_text(yaml.safe_dump(base))
     for method in rt.METHODS[1:]:
         real = yaml.safe_load(open(f"configs/{method.config}"))

@@ -413,7 +413,8 @@ def test_drop_words_leaves_out_words_only():
         assert kept and len(kept) <= len(words)
         it = iter(words)
         assert all(any(k == w for w in it) for k in kept)  # the kept words, in their order
-        assert out.count(".") == 2 and ("room's" in out) == ("room" in kept)  # punctuation stays; "'s" goes with its word
+        # punctuation stays; "'s" goes with its word
+        assert out.count(".") == 2 and ("room's" in out) == ("room" in kept)
         dropped += len(words) - len(kept)
     assert 0.25 < dropped / (200 * len(words)) < 0.35
     assert R.tokenize(R.drop_words("pillar", 0.99, np.random.default_rng(1))) == ["pillar"]  # one word is kept

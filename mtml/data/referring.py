@@ -322,8 +322,8 @@ def _with_article(phrase: str) -> str:
 
 def generator_vocabulary(class_names: Optional[dict] = None) -> set:
     """Every token the generator can emit: the words of ``TEMPLATES``, ``CONTEXT_TEMPLATES``, ``ADJECTIVES``,
-    ``CORNERS``, the articles and "other" of the anchors' phrases, and the names (and plurals) of ``class_names`` (dict id -> name;
-    default: the toy and the long-tail classes). Returns set[str]."""
+    ``CORNERS``, the articles and "other" of the anchors' phrases, and the names (and plurals) of
+    ``class_names`` (dict id -> name; default: the toy and the long-tail classes). Returns set[str]."""
     if class_names is None:
         class_names = {**{f"t{k}": v for k, v in TOY_CLASS_NAMES.items()}, **LONGTAIL_CLASS_NAMES}
     words = {"a", "an", "the", "other", *ADJECTIVES}
@@ -653,8 +653,8 @@ def candidate_predicates(facts: SceneFacts) -> list:
     Returns list[(row, predicate dict)] in a fixed order: per class (ascending id), category, size, position,
     then relations to every anchor whose class is unique in the scene (ascending instance id), then "next to" /
     "on top of" any object of each other class with >= 2 objects (ascending class id), then "between" the two
-    objects of each class with exactly two (or the other two of the target's class when it has three). Superlatives and positions are only
-    tried for classes with >= 2 objects.
+    objects of each class with exactly two (or the other two of the target's class when it has three).
+    Superlatives and positions are only tried for classes with >= 2 objects.
     """
     labels, counts = np.unique(facts.labels, return_counts=True)
     unique_class = {int(lb) for lb, n in zip(labels, counts) if n == 1}
@@ -714,6 +714,11 @@ def render_description(facts: SceneFacts, predicate: dict, template: str) -> str
     return text
 
 
+def _has_several(facts: SceneFacts, label: int) -> bool:
+    """Whether the scene has more than one object of class ``label`` (then a context sentence may come first)."""
+    return int((facts.labels == int(label)).sum()) > 1
+
+
 def _takes_adjective(fact: str, template: str) -> bool:
     return fact not in _SIZE_FACTS and ("{target}" in template or "{a_target}" in template)
 
@@ -725,7 +730,7 @@ def candidate_descriptions(facts: SceneFacts) -> list:
     out = []
     for row, pred in candidate_predicates(facts):
         adjs = _adjectives_for(facts, row)
-        several = (facts.labels == int(pred["label"])).sum() > 1
+        several = _has_several(facts, pred["label"])
         for template in TEMPLATES[pred["fact"]]:
             variants = [[]] + ([[a] for a in adjs] if _takes_adjective(pred["fact"], template) else [])
             for v in variants:
@@ -750,7 +755,7 @@ def _phrase(facts: SceneFacts, pred: dict, adjectives: list, used: set, rng: np.
         p = {**pred, "adjectives": []}
         if adjectives and _takes_adjective(pred["fact"], template) and rng.random() < ADJECTIVE_PROB:
             p["adjectives"] = [adjectives[int(rng.integers(len(adjectives)))]]
-        if (facts.labels == int(pred["label"])).sum() > 1 and rng.random() < CONTEXT_PROB:
+        if _has_several(facts, pred["label"]) and rng.random() < CONTEXT_PROB:
             p["context"] = CONTEXT_TEMPLATES[int(rng.integers(len(CONTEXT_TEMPLATES)))]
         text = render_description(facts, p, template)
         if text not in used:
