@@ -7,6 +7,7 @@ import yaml
 
 from mtml.cli import run_command
 from mtml.cli.bench import main as bench_main
+from mtml.data.referring import HANDMADE_SETS, evaluation_set_name, read_referring_json
 from mtml.eval import referring_table as rt
 from mtml.model.model import load_checkpoint
 from mtml.train import run_training
@@ -58,7 +59,7 @@ def test_ablation_trains_every_row_and_prints_the_table(tmp_path, tiny_semantic_
     rows = (tmp_path / "bench" / "referring.csv").read_text().splitlines()
     assert rows[0] == "method,set,descriptions,miou,acc@0.25,acc@0.5,ms_per_scan"
     assert {r.split(",")[0] for r in rows[1:]} == {m.key for m in rt.METHODS}
-    assert {r.split(",")[1] for r in rows[1:]} == {"val", "handmade", "handmade_blind"}
+    assert {r.split(",")[1] for r in rows[1:]} == {"val", *map(evaluation_set_name, HANDMADE_SETS)}
     for r in rows[1:]:
         vals = [float(v) for v in r.split(",")[3:6]]
         assert all(0 <= v <= 100 for v in vals) and vals[1] >= vals[2]  # Acc@0.25 >= Acc@0.5
@@ -87,10 +88,25 @@ def test_one_checkpoint_is_scored_on_validation_and_hand_made_descriptions(tmp_p
     out = capsys.readouterr().out
     assert code == 0, out
     rows = [r.split(",") for r in (tmp_path / "referring.csv").read_text().splitlines()[1:]]
-    assert [r[:2] for r in rows] == [["model", "val"], ["model", "handmade"], ["model", "handmade_blind"]]
-    from mtml.data.referring import HANDMADE_SETS, read_referring_json
+    assert [r[:2] for r in rows] == [["model", "val"], ["model", "handmade"], ["model", "handmade_blind"],
+                                     ["model", "handmade_blind2"], ["model", "handmade_blind3"]]
 
     for row, path in zip(rows[1:], HANDMADE_SETS):
         assert int(row[2]) == sum(r["scene_id"].startswith("toy_") for r in read_referring_json(path))
     assert int(rows[0][2]) == 2 * TINY_REFERRING["data"]["referring_per_scene"]
     assert str(tiny_referring_checkpoint) in out
+
+
+def test_the_text_table_has_a_line_per_row_and_set_validation_first():
+    def scores(n, acc):
+        return {"descriptions": n, "miou": acc - 0.1, "acc@0.25": acc + 0.05, "acc@0.5": acc, "seconds_per_scan": 0.2}
+
+    results = {"full": {"val": scores(800, 0.9), "handmade": scores(34, 0.7), "handmade_blind": scores(40, 0.75)},
+               "no_qsa": {"val": scores(400, 0.8), "handmade": scores(34, 0.6)}}
+    lines = rt.table_text(results).splitlines()
+    full, no_qsa = (next(m.title for m in rt.METHODS if m.key == k) for k in ("full", "no_qsa"))
+    assert lines[0].split()[:2] == ["method", "set"]
+    assert lines[2].startswith(full) and lines[2].split()[-5:] == ["800", "80.0", "95.0", "90.0", "200.0"]
+    assert [line.split()[0] for line in lines[3:5]] == ["handmade", "handmade_blind"]
+    assert lines[4].split()[1:] == ["40", "65.0", "80.0", "75.0"]  # ms per scan only on the validation line
+    assert lines[5].startswith(no_qsa) and lines[6].split()[0] == "handmade"

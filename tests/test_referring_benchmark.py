@@ -1,6 +1,6 @@
 """Issue 6's claims on the bundled model's referring head: Acc@0.5 >= 80% on the validation split of the synthetic
 referring benchmark and on hand-written descriptions of toy scenes (words and sentence shapes the generator never
-uses): the first hand-made set, and the blind set written without sight of the generator. Slow: about two minutes.
+uses): the first hand-made set and three sets written blind, without sight of the generator. Slow: about a minute.
 (Its speed is measured in benchmarks/bench_referring.py.)"""
 
 import pytest
@@ -13,7 +13,12 @@ from mtml.model.model import load_checkpoint
 pytestmark = pytest.mark.slow
 
 # what the bundled model measured (README, `mtml-bench referring --checkpoint mtml/checkpoints/toy.pt`), Acc@0.5
-MEASURED = {"handmade": 0.735, "handmade_blind": 0.725}
+MEASURED = {"handmade": 0.735, "handmade_blind": 0.725, "handmade_blind2": 0.700, "handmade_blind3": 0.795}
+BAR = 0.80
+_BELOW_BAR = pytest.mark.xfail(strict=True, reason="issue 6's bar is not reached on this set of words the generator "
+                                                   "never uses: see MEASURED (73.9% over the four sets' 153 toy "
+                                                   "descriptions; 89.4% on validation)")
+HAND_MADE = [pytest.param(n, marks=_BELOW_BAR) if MEASURED[n] < BAR else n for n in sorted(MEASURED)]
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +33,24 @@ def results():
 
 def test_validation_split(results):
     assert results["val"]["descriptions"] >= 500  # 100 scenes, at least 5 descriptions each
-    assert results["val"]["acc@0.5"] >= 0.80, results["val"]
+    assert results["val"]["acc@0.5"] >= BAR, results["val"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6's bar is not reached yet on words the generator never uses: the bundled "
-                                       "model scores 73.5% Acc@0.5 on the 34 hand-made toy descriptions and 72.5% on "
-                                       "the 40 blind ones (89.4% on validation)")
-@pytest.mark.parametrize("name", sorted(MEASURED))
+@pytest.mark.parametrize("name", HAND_MADE)
 def test_hand_made_descriptions(results, name):
-    assert results[name]["acc@0.5"] >= 0.80, results[name]
+    assert results[name]["acc@0.5"] >= BAR, results[name]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 6's bar is not reached over all hand-made toy descriptions together: "
+                                       "113 of 153 (73.9%)")
+def test_all_hand_made_descriptions_together(results):
+    hits = sum(round(results[n]["acc@0.5"] * results[n]["descriptions"]) for n in MEASURED)
+    assert hits >= BAR * sum(results[n]["descriptions"] for n in MEASURED), hits
 
 
 @pytest.mark.parametrize("name", sorted(MEASURED))
 def test_hand_made_descriptions_do_not_regress(results, name):
-    """Below the bar above, but guarded: 0.65 is three descriptions under what the bundled model measured
-    (``MEASURED``)."""
-    assert results[name]["descriptions"] >= 30
-    assert results[name]["acc@0.5"] >= 0.65, results[name]
+    """Guarded at three descriptions under what the bundled model measured (``MEASURED``)."""
+    n = results[name]["descriptions"]
+    assert n >= 30
+    assert results[name]["acc@0.5"] >= MEASURED[name] - 3 / n - 1e-9, results[name]

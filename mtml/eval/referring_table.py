@@ -67,18 +67,21 @@ def evaluate_rows(checkpoints: dict, num_scenes: Optional[int] = None, handmade:
 
 
 def table_text(results: dict, methods: Sequence[Method] = METHODS) -> str:
-    """The ablation as a text table: per row mIoU / Acc@0.25 / Acc@0.5 (%) per evaluation set, ms per scan."""
-    sets = sorted({name for r in results.values() for name in r}, key=lambda n: n != "val")
-    cols = [f"{s} {c}" for s in sets for c in ("mIoU", "A@25", "A@50")] + ["ms/scan"]
-    width = max(15, 2 + max(len(c) for c in cols))
-    head = f"{'method':<36}" + "".join(f"{c:>{width}}" for c in cols)
+    """The ablation as a text table, a line per row and evaluation set (validation first, then the hand-made sets
+    in the order scored): descriptions, mIoU / Acc@0.25 / Acc@0.5 (%), and the row's ms per scan (validation)."""
+    sets = list(dict.fromkeys(["val", *(name for r in results.values() for name in r)]))
+    width = max(len("set"), *(len(s) for s in sets)) + 2
+    head = f"{'method':<36}{'set':<{width}}{'n':>6}{'mIoU':>8}{'A@25':>8}{'A@50':>8}{'ms/scan':>10}"
     lines = [head, "-" * len(head)]
     for m in methods:
         if m.key not in results:
             continue
         r = results[m.key]
-        vals = [f"{100 * r[s][c]:>{width}.1f}" for s in sets for c in COLUMNS]
-        lines.append(f"{m.title:<36}" + "".join(vals) + f"{1000 * r['val']['seconds_per_scan']:>{width}.1f}")
+        for k, s in enumerate(name for name in sets if name in r):
+            title = m.title if k == 0 else ""
+            ms = f"{1000 * r[s]['seconds_per_scan']:>10.1f}" if s == "val" else ""
+            lines.append(f"{title:<36}{s:<{width}}{r[s]['descriptions']:>6}" +
+                         "".join(f"{100 * r[s][c]:>8.1f}" for c in COLUMNS) + ms)
     paper = [m for m in methods if m.key in PAPER and m.key in results]
     if paper:
         lines.append("")
