@@ -67,16 +67,16 @@ from mtml.scene import Scene
 
 # descriptions of toy and long-tail test scenes written by hand, with words and sentence shapes the generator never
 # uses (tests/test_referring_data.py checks that): the check that the head understands more than the templates
-HANDMADE_DESCRIPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
-                                     "referring_handmade.json")
+_RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources")
+HANDMADE_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade.json")
 # 40 descriptions of toy test scenes 910..929 written blind: by a writer who saw only a top view and the objects'
 # sizes and positions, never the generator's templates, the first hand-made set or any model output
-HANDMADE_BLIND_DESCRIPTIONS = os.path.join(os.path.dirname(HANDMADE_DESCRIPTIONS), "referring_handmade_blind.json")
+HANDMADE_BLIND_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade_blind.json")
 # 40 more each of toy test scenes 930..949 and 950..969, written the same blind way by two more writers (given no word
 # list to avoid; blind3 lost one that the generator says word for word). blind2 served to compare trainings of the
 # head; blind3 was scored first on the model kept
-HANDMADE_BLIND2_DESCRIPTIONS = os.path.join(os.path.dirname(HANDMADE_DESCRIPTIONS), "referring_handmade_blind2.json")
-HANDMADE_BLIND3_DESCRIPTIONS = os.path.join(os.path.dirname(HANDMADE_DESCRIPTIONS), "referring_handmade_blind3.json")
+HANDMADE_BLIND2_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade_blind2.json")
+HANDMADE_BLIND3_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade_blind3.json")
 HANDMADE_SETS = (HANDMADE_DESCRIPTIONS, HANDMADE_BLIND_DESCRIPTIONS, HANDMADE_BLIND2_DESCRIPTIONS,
                  HANDMADE_BLIND3_DESCRIPTIONS)
 """The bundled hand-made description files, each scored as its own evaluation set (``evaluation_set_name``)."""
