@@ -95,6 +95,24 @@ def test_point_labels_at_floor_split_a_mixed_voxel():
     assert (point_labels_at_floor(scene.points, grid, everything_box, 0, 0.02) == 2).all()
 
 
+def test_point_labels_at_floor_give_the_foot_of_a_side_to_its_object():
+    """The floor band (2 cm) also holds the lowest 2 cm of every box side. With foot_radius, a floor-height
+    point with a box point straight above it goes back to the box; only floor-height points change."""
+    from mtml.data.toy import generate_scene
+
+    scene = generate_scene(0)
+    grid = voxelize(scene, 0.1)
+    band_only = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.02)
+    with_feet = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.02,
+                                      foot_radius=0.015)
+    box = scene.labels > 0
+    assert (box & (with_feet == 0)).sum() < 0.5 * (box & (band_only == 0)).sum()
+    assert (with_feet != scene.labels).sum() < 0.85 * (band_only != scene.labels).sum()
+    changed = with_feet != band_only
+    floor_height = np.median(scene.points[grid.labels[grid.point_to_voxel] == 0, 2])  # as the function measures it
+    assert changed.any() and (np.abs(scene.points[changed, 2] - floor_height) <= 0.02).all()
+    assert (with_feet[changed] > 0).all()  # a foot takes an object's label, never the floor's
+
 TINY_CLASSIFIER = {
     **TINY_SEMANTIC,
     "name": "tiny_instance_classifier",

@@ -36,6 +36,9 @@ class ClusterConfig:
     # of floor voxels take the nearest object's label (``mtml.data.voxelize.point_labels_at_floor``); None: off
     floor_label: Optional[int] = None
     floor_tolerance: float = 0.02
+    # with floor_label: a floor-height point with an object point straight above it, within this horizontal
+    # radius (m), is the foot of the object's side and takes its label; 0: off
+    floor_foot_radius: float = 0.015
 
 
 @dataclass

