@@ -68,8 +68,8 @@ class TrainConfig:
     log_every: int = 50
     select_by: str = "ap50"  # validation score that picks best.pt: "ap50", "miou" or "both" (their mean)
     classifier_init: str = "anchors"  # semantic head prototypes: "anchors" (text features) or "random" (scratch)
-    # "segment" (mtml.train.train), "refer" (the referring head, mtml.train_referring) or "classify_instances"
-    # (the instance classifier, mtml.train_instances)
+    # "segment" (mtml.train.train), "refer" (the referring head, mtml.train_referring), "classify_instances"
+    # (the instance classifier) or "score_proposals" (the proposal scorer; both mtml.train_instances)
     task: str = "segment"
 
 

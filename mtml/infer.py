@@ -82,10 +82,12 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
     """Semantic labels and instances of an already voxelised scene. Timings: network, cluster (s).
 
     The instances are built on the scan's own labels when it has them and ``use_given_labels`` is set (or the
-    model reads labels as input); otherwise on the semantic head's predictions, which a model with an instance
-    classifier then corrects per instance (``classify_instances``), and whose point labels are sharpened at the
-    floor when ``cluster_cfg.floor_label`` is set. ``outputs``: the network's outputs when the caller already ran
-    it (``network_outputs``).
+    model reads labels as input); otherwise on the semantic head's predictions. There, a model with a proposal
+    scorer ranks the proposals with it (``learned_proposal_scores``), a model with an instance classifier
+    corrects each instance's label (``classify_instances``), and the point labels are sharpened at the
+    floor when ``cluster_cfg.floor_label`` is set. On given labels, ``cluster_cfg.class_agnostic_proposals`` is
+    ignored, so that every instance keeps to one given label. ``outputs``: the network's outputs when the caller
+    already ran it (``network_outputs``).
     """
     t0 = time.perf_counter()
     pred = predict_voxels(model, grid, device, outputs)
@@ -95,7 +97,12 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
         if pred.labels is None:
             raise ValueError("this model has no semantic head: the scan needs a 'label' property")
         grid = dataclasses.replace(grid, labels=pred.labels)
-    instances = segment_instances(grid, pred.embedding, pred.direction, cluster_cfg)
+    rescore = None
+    if given:  # instances keep to the given labels: no proposal across two of them
+        cluster_cfg = dataclasses.replace(cluster_cfg, class_agnostic_proposals=False)
+    elif model.proposal_scorer is not None:
+        rescore = learned_proposal_scores(model, grid, pred.probabilities)
+    instances = segment_instances(grid, pred.embedding, pred.direction, cluster_cfg, rescore)
     if not given and model.instance_classifier is not None:
         instances, labels = classify_instances(model, grid, instances, pred.probabilities, cluster_cfg.stuff_classes)
         grid = dataclasses.replace(grid, labels=labels)
@@ -109,6 +116,21 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
         point_labels = grid.labels[grid.point_to_voxel]
     return SceneResult(scene, grid, instances, point_labels, "given" if given else "predicted",
                        {"network": t1 - t0, "cluster": t2 - t1}, pred)
+
+
+def learned_proposal_scores(model: MTMLNet, grid: VoxelGrid, probabilities: np.ndarray):
+    """The model's proposal scorer as ``segment_instances``' ``rescore``: (masks, terms) -> float [P], the predicted
+    IoU of each proposal with its object. grid: with the predicted labels; probabilities float [V, C]."""
+    from mtml.model.proposal_scorer import proposal_features
+
+    head = model.proposal_scorer
+
+    @torch.no_grad()
+    def rescore(masks: list, terms: dict) -> np.ndarray:
+        features = torch.from_numpy(proposal_features(grid, masks, probabilities, terms))
+        return torch.sigmoid(head(features.to(next(head.parameters()).device))).cpu().numpy()
+
+    return rescore
 
 
 @torch.no_grad()

@@ -350,18 +350,22 @@ def train(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = Fals
 def run_training(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
                  init_checkpoint: Optional[str] = None) -> Path:
     """The trainer ``cfg.train.task`` names: "segment" (``train``: backbone, instance and semantic heads),
-    "refer" (``mtml.train_referring.train_referring``: the referring head on a frozen model) or
-    "classify_instances" (``mtml.train_instances``: the instance classifier on a frozen model). Returns last.pt."""
+    "refer" (``mtml.train_referring.train_referring``: the referring head on a frozen model),
+    "classify_instances" or "score_proposals" (``mtml.train_instances``: the instance classifier or the proposal
+    scorer on a frozen model). Returns last.pt."""
+    from mtml.train_instances import INSTANCE_HEAD_OF_TASK
+
     if cfg.train.task == "refer":
         from mtml.train_referring import train_referring
 
         return train_referring(cfg, out_dir, resume, progress, init_checkpoint)
-    if cfg.train.task == "classify_instances":
-        from mtml.train_instances import train_instance_classifier
+    if cfg.train.task in INSTANCE_HEAD_OF_TASK:
+        from mtml.train_instances import train_instance_head
 
-        return train_instance_classifier(cfg, out_dir, resume, progress, init_checkpoint)
+        return train_instance_head(cfg, out_dir, resume, progress, init_checkpoint)
     if cfg.train.task != "segment":
-        raise InputError(None, f"unknown train.task {cfg.train.task!r} (segment, refer, classify_instances)")
+        raise InputError(None, f"unknown train.task {cfg.train.task!r} "
+                               f"(segment, refer, {', '.join(INSTANCE_HEAD_OF_TASK)})")
     return train(cfg, out_dir, resume, progress, init_checkpoint)
 
 

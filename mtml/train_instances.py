@@ -1,11 +1,14 @@
-"""Training the instance classifier (``mtml.model.instance_classifier``) on a frozen model (``train.task:
-classify_instances``).
+"""Training the per-instance heads on a frozen model: the instance classifier (``mtml.model.instance_classifier``,
+``train.task: classify_instances``) and the proposal scorer (``mtml.model.proposal_scorer``, ``train.task:
+score_proposals``).
 
 The rest of the network comes from ``init_checkpoint`` and stays frozen. Each training scene is run once: the
-network, the instances built on its predicted labels, and their descriptors are cached. The target of an
-instance is the ground-truth label most of its voxels have. One optimizer step per scene (all its instances),
-cross-entropy. Validation runs the whole plain-scan pipeline (instances, classifier, point labels) and reports
-AP50 and mIoU on predicted labels, like the segmentation trainer.
+network on the scan without its labels, the instances (classifier) or every proposal (scorer) built on its
+predicted labels, and their descriptors are cached. The classifier's target is the ground-truth label most of an
+instance's voxels have (cross-entropy); the scorer's is a proposal's IoU with the object most of its voxels belong
+to (binary cross-entropy on that soft target). One optimizer step per scene. Validation runs the whole plain-scan
+pipeline (proposals, scores, classifier, point labels) and reports AP50 and mIoU on predicted labels, like the
+segmentation trainer.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 from torch.nn import functional as F
@@ -23,23 +26,37 @@ from mtml.config import ExperimentConfig
 from mtml.errors import InputError
 from mtml.model.model import MTMLNet
 
+INSTANCE_HEAD_OF_TASK = {"classify_instances": "instance_classifier", "score_proposals": "proposal_scorer"}
+"""train.task -> the model attribute (and ``ModelConfig`` switch) of the head it trains."""
+
+
+def _frozen_predictions(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: bool, desc: str) -> Iterator:
+    """For each scene (Scenes with labels): (its grid with the true labels and instances, the same grid with the
+    frozen model's predicted labels, the model's ``VoxelPredictions``)."""
+    from mtml.data.voxelize import voxelize
+    from mtml.infer import predict_voxels
+
+    for scene in tqdm(scenes, desc=desc, disable=not progress, leave=False):
+        grid = voxelize(scene, cfg.data.voxel_size)
+        pred = predict_voxels(model, grid)
+        yield grid, dataclasses.replace(grid, labels=pred.labels), pred
+
 
 def instance_examples(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: bool = True,
                       desc: str = "instances") -> list:
     """For each scene (an iterable of Scenes with labels): (descriptors float32 tensor [K, C + 4], target class
-    channels int64 tensor [K]) of the instances the frozen model builds on its own predicted labels; instances
-    without a target (all voxels ignored) are left out."""
+    channels int64 tensor [K]) of the instances the frozen model builds on its own predicted labels (ranked by its
+    proposal scorer when it has one, as at inference); instances without a target (all voxels ignored) are left
+    out."""
     from mtml.cluster.pipeline import segment_instances
-    from mtml.data.voxelize import voxelize
-    from mtml.infer import predict_voxels
+    from mtml.infer import learned_proposal_scores
     from mtml.model.instance_classifier import instance_descriptors, instance_targets
 
     examples = []
-    for scene in tqdm(scenes, desc=desc, disable=not progress, leave=False):
-        grid = voxelize(scene, cfg.data.voxel_size)
-        pred = predict_voxels(model, grid)
-        inst = segment_instances(dataclasses.replace(grid, labels=pred.labels), pred.embedding, pred.direction,
-                                 cfg.cluster)
+    for grid, predicted, pred in _frozen_predictions(model, cfg, scenes, progress, desc):
+        rescore = None if model.proposal_scorer is None else learned_proposal_scores(model, predicted,
+                                                                                     pred.probabilities)
+        inst = segment_instances(predicted, pred.embedding, pred.direction, cfg.cluster, rescore)
         targets = instance_targets(grid, inst.masks, model.cfg.channel_ids(), cfg.data.semantic_ignore)
         keep = targets >= 0
         desc_k = instance_descriptors(grid, inst.masks, pred.probabilities)[keep]
@@ -47,32 +64,54 @@ def instance_examples(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: b
     return examples
 
 
-def train_instance_classifier(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False,
-                              progress: bool = True, init_checkpoint: Optional[str] = None) -> Path:
-    """Train the instance classifier of ``cfg.model`` on the instances of ``init_checkpoint`` (required; every
-    other weight comes from it and is frozen). Returns ``out_dir/last.pt``."""
+def proposal_examples(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: bool = True,
+                      desc: str = "proposals") -> list:
+    """For each scene (an iterable of Scenes with labels and instances): (``proposal_features`` float32 tensor
+    [P, F], IoU targets float32 tensor [P] in [0, 1]) of every proposal (``proposal_pool``, with cfg.cluster's
+    settings) the frozen model makes on its own predicted labels."""
+    from mtml.cluster.pipeline import proposal_pool
+    from mtml.model.proposal_scorer import proposal_features, proposal_iou_targets
+
+    examples = []
+    for grid, predicted, pred in _frozen_predictions(model, cfg, scenes, progress, desc):
+        masks, terms = proposal_pool(predicted, pred.embedding, pred.direction, cfg.cluster)
+        features = proposal_features(predicted, masks, pred.probabilities, terms)
+        examples.append((torch.from_numpy(features), torch.from_numpy(proposal_iou_targets(grid, masks))))
+    return examples
+
+
+def train_instance_head(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False,
+                        progress: bool = True, init_checkpoint: Optional[str] = None) -> Path:
+    """Train the head ``cfg.train.task`` names (``INSTANCE_HEAD_OF_TASK``) on the instances or proposals of
+    ``init_checkpoint`` (required; every other weight comes from it and is frozen). Returns ``out_dir/last.pt``."""
     from mtml.train import DATASETS, _checkpoint_extra, fit_epochs, selection_score, start_frozen_model_run, validate
 
-    if not cfg.model.instance_classifier:
-        raise InputError(None, "train.task 'classify_instances' needs model.instance_classifier: true")
+    task = cfg.train.task
+    head = INSTANCE_HEAD_OF_TASK[task]
+    if not getattr(cfg.model, head):
+        raise InputError(None, f"train.task {task!r} needs model.{head}: true")
     if not cfg.model.semantic_head:
-        raise InputError(None, "the instance classifier reads the semantic head's probabilities: it needs one")
+        raise InputError(None, f"the {head.replace('_', ' ')} reads the semantic head's probabilities: it needs one")
     if cfg.data.kind not in DATASETS:
         raise InputError(None, f"unknown data kind {cfg.data.kind!r} ({', '.join(DATASETS)})")
-    run = start_frozen_model_run(cfg, out_dir, resume, init_checkpoint, "instance_classifier",
-                                 "the model whose instances it labels")
+    what_it_does = "labels" if head == "instance_classifier" else "scores"
+    run = start_frozen_model_run(cfg, out_dir, resume, init_checkpoint, head,
+                                 f"the model whose instances it {what_it_does}")
     model = run.model
     train_set, val_scenes = DATASETS[cfg.data.kind](cfg)
+    make_examples = instance_examples if head == "instance_classifier" else proposal_examples
+    loss_of = F.cross_entropy if head == "instance_classifier" else F.binary_cross_entropy_with_logits
     with torch.no_grad():
-        examples = instance_examples(model, cfg, (train_set.make_scene(k) for k in train_set.keys), progress)
+        examples = make_examples(model, cfg, (train_set.make_scene(k) for k in train_set.keys), progress)
+    trained = getattr(model, head)
 
     def step_losses(index: int, epoch: int) -> dict:
-        descriptors, targets = examples[index]
-        model.instance_classifier.train()
-        logits = model.instance_classifier(descriptors)
+        inputs, targets = examples[index]
+        trained.train()
+        outputs = trained(inputs)
         if len(targets) == 0:
-            return {"loss": logits.sum() * 0.0}
-        return {"loss": F.cross_entropy(logits, targets)}
+            return {"loss": outputs.sum() * 0.0}
+        return {"loss": loss_of(outputs, targets)}
 
     def validate_epoch() -> tuple[dict, float]:
         metrics = validate(model, cfg, val_scenes)

@@ -61,3 +61,51 @@ def tiny_referring_checkpoint(tmp_path_factory, tiny_semantic_checkpoint):
     out = tmp_path_factory.mktemp("tiny_referring_run")
     return train_referring(config_from_dict(TINY_REFERRING), out, progress=False,
                            init_checkpoint=str(tiny_semantic_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def bundled_toy():
+    """(path of the bundled plain-scan model, its experiment config as a dict)."""
+    import torch
+
+    from mtml.cli.infer import bundled_checkpoint
+
+    path = bundled_checkpoint("toy.pt")
+    return str(path), torch.load(path, map_location="cpu", weights_only=False)["experiment"]
+
+
+def train_instance_head_on_bundled(tmp_path, bundled_toy, task: str, head: str, cluster: dict = None):
+    """Run the per-instance head trainer ``task`` (``mtml.train_instances``) for 2 epochs of 3 scenes on the
+    bundled model, with ``model.<head>`` switched on and ``cluster`` settings added, and check what every such run
+    must do: only ``head`` changes (a fresh one, also when the bundled model has one), two validations are
+    logged and every step has a loss. Returns (trained model, its checkpoint state)."""
+    import json
+
+    import torch
+
+    from mtml.model.model import load_checkpoint
+    from mtml.train import run_training
+
+    path, experiment = bundled_toy
+    cfg = config_from_dict({**experiment, "name": f"{head}_test",
+                            "data": {**experiment["data"], "train_scenes": 3, "val_scenes": 1},
+                            "model": {**experiment["model"], head: True},
+                            "cluster": {**experiment["cluster"], **(cluster or {})},
+                            "train": {**experiment["train"], "task": task, "epochs": 2,
+                                      "val_every": 1, "num_threads": 1, "log_every": 1}})
+    last = run_training(cfg, tmp_path / "run", progress=False, init_checkpoint=path)
+    model, state = load_checkpoint(last)
+    src, _ = load_checkpoint(path)
+    assert getattr(model, head) is not None and state["epoch"] == 1
+    source = {k: v for k, v in src.state_dict().items() if not k.startswith(f"{head}.")}
+    frozen = {k: v for k, v in model.state_dict().items() if not k.startswith(f"{head}.")}
+    assert frozen.keys() == source.keys()
+    assert all(torch.equal(v, source[k]) for k, v in frozen.items())
+    if getattr(src, head) is not None:  # the bundled model has one: the run starts its own, fresh
+        trained = getattr(model, head).state_dict()
+        assert not all(torch.equal(v, getattr(src, head).state_dict()[k]) for k, v in trained.items())
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["kind"] for r in rows].count("val") == 2
+    assert all(r["loss"] > 0 for r in rows if r["kind"] == "step")  # the scenes gave examples to learn from
+    assert state["class_voxel_counts"]  # the frozen model's statistics are kept
+    return model, state

@@ -13,7 +13,7 @@ from mtml.model.instance_classifier import (GEOMETRY_FEATURES, instance_descript
                                             instance_targets, relabel_instances)
 from mtml.scene import Scene
 
-from conftest import TINY_SEMANTIC
+from conftest import TINY_SEMANTIC, train_instance_head_on_bundled
 
 
 def _box_scene(sides_xy, height, yaw, voxel=0.1):
@@ -113,6 +113,7 @@ def test_point_labels_at_floor_give_the_foot_of_a_side_to_its_object():
     assert changed.any() and (np.abs(scene.points[changed, 2] - floor_height) <= 0.02).all()
     assert (with_feet[changed] > 0).all()  # a foot takes an object's label, never the floor's
 
+
 TINY_CLASSIFIER = {
     **TINY_SEMANTIC,
     "name": "tiny_instance_classifier",
@@ -121,45 +122,12 @@ TINY_CLASSIFIER = {
 }
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    """(path of the bundled plain-scan model, its experiment config as a dict)."""
-    from mtml.cli.infer import bundled_checkpoint
-
-    path = bundled_checkpoint("toy.pt")
-    return str(path), torch.load(path, map_location="cpu", weights_only=False)["experiment"]
-
-
-def test_trainer_trains_only_the_classifier_and_inference_uses_it(tmp_path, bundled):
+def test_trainer_trains_only_the_classifier_and_inference_uses_it(tmp_path, bundled_toy):
     """Three scenes on the bundled model (a model that finds instances), then the classifier's answers forced."""
-    import json
-
     from mtml.data.toy import generate_scene
     from mtml.infer import segment_scene
-    from mtml.model.model import load_checkpoint
-    from mtml.train import run_training
 
-    path, experiment = bundled
-    cfg = config_from_dict({**experiment, "name": "classifier_test",
-                            "data": {**experiment["data"], "train_scenes": 3, "val_scenes": 1},
-                            "model": {**experiment["model"], "instance_classifier": True},
-                            "train": {**experiment["train"], "task": "classify_instances", "epochs": 2,
-                                      "val_every": 1, "num_threads": 1, "log_every": 1}})
-    last = run_training(cfg, tmp_path / "run", progress=False, init_checkpoint=path)
-    model, state = load_checkpoint(last)
-    src, _ = load_checkpoint(path)
-    assert model.instance_classifier is not None and state["epoch"] == 1
-    source = {k: v for k, v in src.state_dict().items() if not k.startswith("instance_classifier.")}
-    frozen = {k: v for k, v in model.state_dict().items() if not k.startswith("instance_classifier.")}
-    assert frozen.keys() == source.keys()
-    assert all(torch.equal(v, source[k]) for k, v in frozen.items())
-    if src.instance_classifier is not None:  # the bundled model has one: the run starts its own, fresh
-        trained = model.instance_classifier.state_dict()
-        assert not all(torch.equal(v, src.instance_classifier.state_dict()[k]) for k, v in trained.items())
-    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
-    assert [r["kind"] for r in rows].count("val") == 2
-    assert all(r["loss"] > 0 for r in rows if r["kind"] == "step")  # the scenes gave instances to learn from
-    assert state["class_voxel_counts"]  # the frozen model's statistics are kept
+    model, state = train_instance_head_on_bundled(tmp_path, bundled_toy, "classify_instances", "instance_classifier")
 
     # force the classifier's answer: every instance becomes class channel 3, and its voxels with it
     with torch.no_grad():

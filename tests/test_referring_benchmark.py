@@ -13,11 +13,11 @@ from mtml.model.model import load_checkpoint
 pytestmark = pytest.mark.slow
 
 # what the bundled model measured (README, `mtml-bench referring --checkpoint mtml/checkpoints/toy.pt`), Acc@0.5
-MEASURED = {"handmade": 0.735, "handmade_blind": 0.725, "handmade_blind2": 0.700, "handmade_blind3": 0.795}
+MEASURED = {"handmade": 0.676, "handmade_blind": 0.750, "handmade_blind2": 0.700, "handmade_blind3": 0.795}
 BAR = 0.80
 _BELOW_BAR = pytest.mark.xfail(strict=True, reason="issue 6's bar is not reached on this set of words the generator "
-                                                   "never uses: see MEASURED (73.9% over the four sets' 153 toy "
-                                                   "descriptions; 89.4% on validation)")
+                                                   "never uses: see MEASURED (73.2% over the four sets' 153 toy "
+                                                   "descriptions; 89.8% on validation)")
 HAND_MADE = [pytest.param(n, marks=_BELOW_BAR) if MEASURED[n] < BAR else n for n in sorted(MEASURED)]
 
 
@@ -42,7 +42,7 @@ def test_hand_made_descriptions(results, name):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 6's bar is not reached over all hand-made toy descriptions together: "
-                                       "113 of 153 (73.9%)")
+                                       "112 of 153 (73.2%)")
 def test_all_hand_made_descriptions_together(results):
     hits = sum(round(results[n]["acc@0.5"] * results[n]["descriptions"]) for n in MEASURED)
     assert hits >= BAR * sum(results[n]["descriptions"] for n in MEASURED), hits

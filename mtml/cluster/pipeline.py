@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -39,6 +39,10 @@ class ClusterConfig:
     # with floor_label: a floor-height point with an object point straight above it, within this horizontal
     # radius (m), is the foot of the object's side and takes its label; 0: off
     floor_foot_radius: float = 0.015
+    # also propose mean-shift clusters whole across predicted labels (``mean_shift_proposals``), for a learned
+    # proposal score (``mtml.model.proposal_scorer``) to pick among; ``mtml.infer.segment_grid`` ignores it on
+    # given labels
+    class_agnostic_proposals: bool = False
 
 
 @dataclass
@@ -111,29 +115,42 @@ def _finalise(masks: list[np.ndarray], scores: np.ndarray, labels: np.ndarray, c
     return Instances(out_masks, out_labels, np.asarray(out_scores, dtype=np.float64))
 
 
-def segment_instances(grid: VoxelGrid, embedding: np.ndarray, direction: np.ndarray | None,
-                      cfg: ClusterConfig = ClusterConfig()) -> Instances:
-    """MTML post-processing on one grid.
+def proposal_pool(grid: VoxelGrid, embedding: np.ndarray, direction: np.ndarray | None,
+                  cfg: ClusterConfig = ClusterConfig()) -> tuple[list, dict]:
+    """Every instance proposal of one grid and its hand-made score terms, before NMS.
 
-    grid: voxels with semantic ``labels`` [V]; embedding float32 [V, D] and direction float32 [V, 3]
-    (None, or ignored when cfg.use_direction is False) for every occupied voxel. Stuff voxels (floor) are
-    never part of an instance.
+    grid: voxels with semantic ``labels`` [V]; embedding float32 [V, D] and direction float32 [V, 3] (None, or
+    ignored when cfg.use_direction is False) for every occupied voxel. Stuff voxels (floor) are never part of a
+    proposal. Returns (masks: P int64 row arrays into grid.coords, terms: ``proposal_scores``' dict of [P]
+    arrays, "score" their weighted mean).
     """
     things = np.nonzero(~np.isin(grid.labels, np.asarray(cfg.stuff_classes)))[0]
     coords = grid.coords[things]
     proposals = mean_shift_proposals(coords, grid.labels[things], embedding[things], cfg.bandwidths, cfg.min_voxels,
-                                     cfg.seeds)
+                                     cfg.seeds, cfg.class_agnostic_proposals)
     use_dir = direction if (cfg.use_direction and direction is not None) else None
     proposal_labels = None
     if cfg.class_sizes and proposals:
         owner = np.repeat(np.arange(len(proposals)), [len(p) for p in proposals])
         proposal_labels = majority_per_group(owner, grid.labels[things][np.concatenate(proposals)], len(proposals))
-    scores = proposal_scores(
+    terms = proposal_scores(
         proposals, coords.astype(np.float64), embedding[things],
         None if use_dir is None else use_dir[things], cfg.feature_threshold, cfg.size_prior_voxels,
         cfg.score_weights, proposal_labels, {int(k): v for k, v in cfg.class_sizes.items()}, cfg.size_sigma,
-    )["score"]
-    masks = [things[p] for p in proposals]
+    )
+    return [things[p] for p in proposals], terms
+
+
+def segment_instances(grid: VoxelGrid, embedding: np.ndarray, direction: np.ndarray | None,
+                      cfg: ClusterConfig = ClusterConfig(),
+                      rescore: Optional[Callable[[list, dict], np.ndarray]] = None) -> Instances:
+    """MTML post-processing on one grid: ``proposal_pool``, then NMS and one label per instance.
+
+    grid, embedding, direction: as ``proposal_pool``. ``rescore(masks, terms)``: a learned score in [0, 1] per
+    proposal (float [P]) that replaces the hand-made one (``mtml.model.proposal_scorer``); None: terms["score"].
+    """
+    masks, terms = proposal_pool(grid, embedding, direction, cfg)
+    scores = terms["score"] if rescore is None or not masks else np.asarray(rescore(masks, terms), dtype=np.float64)
     return _finalise(masks, scores, grid.labels, cfg, grid.num_voxels)
 
 

@@ -32,13 +32,16 @@ def mean_shift_proposals(
     bandwidths: Sequence[float],
     min_voxels: int,
     seeds: str = "bins",
+    class_agnostic: bool = False,
 ) -> list[np.ndarray]:
     """Mean-shift clusters of ``embedding`` at each bandwidth, each split into spatially connected pieces of
     one semantic label. Identical voxel sets found at several bandwidths are kept once.
 
     coords int64 [M, 3], labels int64 [M], embedding float32 [M, D]. Returns int64 row arrays into the M voxels,
     each with at least ``min_voxels`` voxels. ``seeds``: "bins" (one mean-shift seed per occupied bandwidth cell,
-    several times faster) or "all" (every voxel a seed).
+    several times faster) or "all" (every voxel a seed). ``class_agnostic``: also propose each cluster's
+    connected pieces regardless of label, so that an object whose voxels the semantic head labels with two
+    classes is still proposed whole.
     """
     from mtml.cluster.meanshift import mean_shift  # the one place the pipeline calls mean-shift
 
@@ -49,17 +52,19 @@ def mean_shift_proposals(
     for bw in bandwidths:
         cluster, _ = mean_shift(embedding, float(bw), seeds="bins" if seeds == "bins" else None)
         cluster = np.asarray(cluster.cpu() if hasattr(cluster, "cpu") else cluster, dtype=np.int64)
-        comp = connected_components(coords, cluster * len(label_ids) + label_index)
-        order = np.argsort(comp, kind="stable")
-        bounds = np.searchsorted(comp[order], np.arange(comp.max() + 2))
-        for c in range(len(bounds) - 1):
-            rows = order[bounds[c]:bounds[c + 1]]
-            if len(rows) < min_voxels:
-                continue
-            key = rows.tobytes()
-            if key not in seen:
-                seen.add(key)
-                proposals.append(rows)
+        groupings = [cluster * len(label_ids) + label_index] + ([cluster] if class_agnostic else [])
+        for group in groupings:
+            comp = connected_components(coords, group)
+            order = np.argsort(comp, kind="stable")
+            bounds = np.searchsorted(comp[order], np.arange(comp.max() + 2))
+            for c in range(len(bounds) - 1):
+                rows = order[bounds[c]:bounds[c + 1]]
+                if len(rows) < min_voxels:
+                    continue
+                key = rows.tobytes()
+                if key not in seen:
+                    seen.add(key)
+                    proposals.append(rows)
     return proposals
 
 

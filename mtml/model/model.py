@@ -37,6 +37,8 @@ class ModelConfig:
         referring head. It reads the backbone features and the semantic head's class probabilities.
     instance_classifier: add the instance classifier (``mtml.model.instance_classifier``), which relabels the
         instances built on predicted labels from their mean class probabilities and their shape.
+    proposal_scorer: add the learned proposal score (``mtml.model.proposal_scorer``), which replaces the hand-made
+        score of the proposals built on predicted labels before NMS.
     """
 
     num_classes: int = 6
@@ -48,6 +50,7 @@ class ModelConfig:
     text_encoder: str = "minilm"
     referring: dict = field(default_factory=dict)
     instance_classifier: bool = False
+    proposal_scorer: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
     def channel_ids(self) -> list:
@@ -99,6 +102,11 @@ class MTMLNet(nn.Module):
             from mtml.model.instance_classifier import InstanceClassifier
 
             self.instance_classifier = InstanceClassifier(cfg.num_classes)
+        self.proposal_scorer = None
+        if cfg.proposal_scorer:
+            from mtml.model.proposal_scorer import ProposalScorer
+
+            self.proposal_scorer = ProposalScorer(cfg.num_classes)
         self.referring_head = None
         if cfg.referring:
             from mtml.model.referring import ReferringConfig, ReferringHead
