@@ -66,6 +66,9 @@ class TrainConfig:
     num_threads: int = 0  # 0: torch's default
     max_steps_per_epoch: Optional[int] = None  # cap, for smoke tests
     log_every: int = 50
+    # train.task classify_instances / score_proposals: examples (instances, proposals) per step, drawn from all
+    # training scenes and reshuffled each epoch; 0: one scene's examples per step
+    head_batch: int = 0
     select_by: str = "ap50"  # validation score that picks best.pt: "ap50", "miou" or "both" (their mean)
     classifier_init: str = "anchors"  # semantic head prototypes: "anchors" (text features) or "random" (scratch)
     # "segment" (mtml.train.train), "refer" (the referring head, mtml.train_referring), "classify_instances"

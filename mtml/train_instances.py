@@ -6,9 +6,9 @@ The rest of the network comes from ``init_checkpoint`` and stays frozen. Each tr
 network on the scan without its labels, the instances (classifier) or every proposal (scorer) built on its
 predicted labels, and their descriptors are cached. The classifier's target is the ground-truth label most of an
 instance's voxels have (cross-entropy); the scorer's is a proposal's IoU with the object most of its voxels belong
-to (binary cross-entropy on that soft target). One optimizer step per scene. Validation runs the whole plain-scan
-pipeline (proposals, scores, classifier, point labels) and reports AP50 and mIoU on predicted labels, like the
-segmentation trainer.
+to (binary cross-entropy on that soft target). One optimizer step per scene, or per ``train.head_batch`` examples
+drawn from all scenes (``example_batches``). Validation runs the whole plain-scan pipeline (proposals, scores,
+classifier, point labels) and reports AP50 and mIoU on predicted labels, like the segmentation trainer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch.nn import functional as F
@@ -80,6 +80,26 @@ def proposal_examples(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: b
     return examples
 
 
+def example_batches(examples: list, batch: int, seed: int) -> tuple[int, Callable]:
+    """Steps of an epoch over per-scene examples [(inputs [K, F], targets [K])]: with ``batch`` 0, one scene per
+    step; otherwise ``batch`` examples per step drawn from all scenes, in an order fixed by ``seed`` and the epoch
+    (so a resumed run draws the same). Returns (steps per epoch, (step, epoch) -> (inputs, targets))."""
+    if batch <= 0:
+        return len(examples), lambda index, epoch: examples[index]
+    inputs = torch.cat([x for x, _ in examples])
+    targets = torch.cat([t for _, t in examples])
+    orders: dict = {}
+
+    def draw(index: int, epoch: int) -> tuple:
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        rows = orders[epoch][index * batch:(index + 1) * batch]
+        return inputs[rows], targets[rows]
+
+    return max(1, -(-len(inputs) // batch)), draw
+
+
 def train_instance_head(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False,
                         progress: bool = True, init_checkpoint: Optional[str] = None) -> Path:
     """Train the head ``cfg.train.task`` names (``INSTANCE_HEAD_OF_TASK``) on the instances or proposals of
@@ -104,9 +124,12 @@ def train_instance_head(cfg: ExperimentConfig, out_dir: str | os.PathLike, resum
     with torch.no_grad():
         examples = make_examples(model, cfg, (train_set.make_scene(k) for k in train_set.keys), progress)
     trained = getattr(model, head)
+    if head == "proposal_scorer":
+        trained.set_feature_scale(torch.cat([inputs for inputs, _ in examples]) if examples else torch.zeros(0))
+    num_steps, example_batch = example_batches(examples, cfg.train.head_batch, cfg.train.seed)
 
     def step_losses(index: int, epoch: int) -> dict:
-        inputs, targets = examples[index]
+        inputs, targets = example_batch(index, epoch)
         trained.train()
         outputs = trained(inputs)
         if len(targets) == 0:
@@ -118,6 +141,6 @@ def train_instance_head(cfg: ExperimentConfig, out_dir: str | os.PathLike, resum
         model.eval()  # validate() hands the model back in train mode; its frozen parts stay in eval
         return metrics, selection_score(metrics, cfg.train.select_by)
 
-    return fit_epochs(cfg, run.out, model, run.opt, len(examples), step_losses, validate_epoch,
+    return fit_epochs(cfg, run.out, model, run.opt, num_steps, step_losses, validate_epoch,
                       lambda epoch, best, seconds: _checkpoint_extra(cfg, epoch, best, seconds, run.class_counts),
                       run.start_epoch, run.best_score, run.elapsed, progress)

@@ -58,6 +58,38 @@ def test_features_are_descriptors_then_score_terms():
     assert ProposalScorer(3)(torch.from_numpy(features)).shape == (2,)
 
 
+def test_scorer_standardises_its_features_with_the_training_statistics():
+    torch.manual_seed(0)
+    scorer = ProposalScorer(3)
+    features = torch.randn(50, 3 + GEOMETRY_FEATURES + len(SCORE_TERMS)) * 4.0 + 7.0
+    before = scorer(features)
+    scorer.set_feature_scale(features)
+    assert scorer.feature_mean == pytest.approx(features.mean(0).tolist(), rel=1e-5)
+    assert torch.allclose(scorer(features), scorer.net((features - features.mean(0)) / features.std(0)).squeeze(-1))
+    assert not torch.allclose(before, scorer(features))
+    assert "feature_mean" in scorer.state_dict() and "feature_std" in scorer.state_dict()  # saved with the weights
+    scale = scorer.feature_mean.clone()
+    scorer.set_feature_scale(features[:1])  # too few rows to measure: the scale stays
+    assert torch.equal(scorer.feature_mean, scale)
+
+
+def test_example_batches_per_scene_or_shuffled_across_scenes():
+    from mtml.train_instances import example_batches
+
+    examples = [(torch.arange(3.0)[:, None] + 10 * k, torch.arange(3) + 10 * k) for k in range(4)]  # 4 scenes of 3
+    steps, batch_of = example_batches(examples, batch=0, seed=0)
+    assert steps == 4 and batch_of(2, epoch=5)[1].tolist() == [20, 21, 22]
+    steps, batch_of = example_batches(examples, batch=5, seed=0)
+    assert steps == 3  # 12 examples, 5 per step
+    epoch0 = torch.cat([batch_of(i, 0)[1] for i in range(steps)])
+    assert sorted(epoch0.tolist()) == sorted(torch.cat([t for _, t in examples]).tolist())  # each once
+    x, t = batch_of(1, 0)
+    assert torch.equal(x[:, 0], t.float())  # inputs and targets stay paired
+    epoch1 = torch.cat([batch_of(i, 1)[1] for i in range(steps)])
+    assert not torch.equal(epoch0, epoch1)  # reshuffled each epoch
+    assert torch.equal(torch.cat([example_batches(examples, 5, 0)[1](i, 1)[1] for i in range(steps)]), epoch1)
+
+
 def test_nms_keeps_what_the_learned_score_prefers():
     """Two labels over one mean-shift cluster: the hand-made score and a score that prefers whole proposals
     choose differently, and NMS follows the given score."""

@@ -110,3 +110,13 @@ def test_the_text_table_has_a_line_per_row_and_set_validation_first():
     assert [line.split()[0] for line in lines[3:5]] == ["handmade", "handmade_blind"]
     assert lines[4].split()[1:] == ["40", "65.0", "80.0", "75.0"]  # ms per scan only on the validation line
     assert lines[5].startswith(no_qsa) and lines[6].split()[0] == "handmade"
+
+
+def test_the_text_table_keeps_a_long_method_title_apart_from_its_set():
+    """A checkpoint path longer than the method column (mtml-bench referring --checkpoint ...) still leaves a gap."""
+    long_title = "runs/a_longer_run_name_than_the_column/best.pt"
+    method = rt.Method("ckpt", long_title, config="")
+    row = {"descriptions": 800, "miou": 0.8, "acc@0.25": 0.9, "acc@0.5": 0.85, "seconds_per_scan": 0.1}
+    lines = rt.table_text({"ckpt": {"val": row}}, [method]).splitlines()
+    assert lines[2].split()[:2] == [long_title, "val"]
+    assert lines[0].index("set") == lines[2].index(" val") + 1  # the columns line up

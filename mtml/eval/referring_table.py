@@ -71,7 +71,9 @@ def table_text(results: dict, methods: Sequence[Method] = METHODS) -> str:
     in the order scored): descriptions, mIoU / Acc@0.25 / Acc@0.5 (%), and the row's ms per scan (validation)."""
     sets = list(dict.fromkeys(["val", *(name for r in results.values() for name in r)]))
     width = max(len("set"), *(len(s) for s in sets)) + 2
-    head = f"{'method':<36}{'set':<{width}}{'n':>6}{'mIoU':>8}{'A@25':>8}{'A@50':>8}{'ms/scan':>10}"
+    shown = [m for m in methods if m.key in results]
+    title_width = max(36, *(len(m.title) + 2 for m in shown)) if shown else 36
+    head = f"{'method':<{title_width}}{'set':<{width}}{'n':>6}{'mIoU':>8}{'A@25':>8}{'A@50':>8}{'ms/scan':>10}"
     lines = [head, "-" * len(head)]
     for m in methods:
         if m.key not in results:
@@ -80,7 +82,7 @@ def table_text(results: dict, methods: Sequence[Method] = METHODS) -> str:
         for k, s in enumerate(name for name in sets if name in r):
             title = m.title if k == 0 else ""
             ms = f"{1000 * r[s]['seconds_per_scan']:>10.1f}" if s == "val" else ""
-            lines.append(f"{title:<36}{s:<{width}}{r[s]['descriptions']:>6}" +
+            lines.append(f"{title:<{title_width}}{s:<{width}}{r[s]['descriptions']:>6}" +
                          "".join(f"{100 * r[s][c]:>8.1f}" for c in COLUMNS) + ms)
     paper = [m for m in methods if m.key in PAPER and m.key in results]
     if paper:

@@ -58,15 +58,28 @@ def proposal_iou_targets(grid: VoxelGrid, masks: Sequence[np.ndarray]) -> np.nda
 
 class ProposalScorer(nn.Module):
     """MLP: proposal features [P, num_classes + GEOMETRY_FEATURES + len(SCORE_TERMS)] -> IoU logits [P] (the
-    predicted IoU with its object is the sigmoid)."""
+    predicted IoU with its object is the sigmoid). The features are standardised first, with the mean and standard
+    deviation of the training proposals (``set_feature_scale``; stored with the weights)."""
 
     def __init__(self, num_classes: int, hidden: int = 64):
         super().__init__()
+        num_features = num_classes + GEOMETRY_FEATURES + len(SCORE_TERMS)
+        self.register_buffer("feature_mean", torch.zeros(num_features))
+        self.register_buffer("feature_std", torch.ones(num_features))
         self.net = nn.Sequential(
-            nn.Linear(num_classes + GEOMETRY_FEATURES + len(SCORE_TERMS), hidden), nn.ReLU(inplace=True),
+            nn.Linear(num_features, hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, 1),
         )
 
+    def set_feature_scale(self, features: torch.Tensor) -> None:
+        """Standardise with the mean and standard deviation (at least 1e-3) of ``features`` [N, F]; fewer than two
+        rows leave the scale as it is."""
+        if len(features) < 2:
+            return
+        with torch.no_grad():
+            self.feature_mean.copy_(features.mean(dim=0))
+            self.feature_std.copy_(features.std(dim=0).clamp_min(1e-3))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features).squeeze(-1)
+        return self.net((features - self.feature_mean) / self.feature_std).squeeze(-1)
