@@ -14,6 +14,8 @@ classifier, point labels) and reports AP50 and mIoU on predicted labels, like th
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -88,16 +90,16 @@ def example_batches(examples: list, batch: int, seed: int) -> tuple[int, Callabl
         return len(examples), lambda index, epoch: examples[index]
     inputs = torch.cat([x for x, _ in examples])
     targets = torch.cat([t for _, t in examples])
-    orders: dict = {}
+
+    @functools.lru_cache(maxsize=1)  # steps come epoch by epoch: one order at a time
+    def order(epoch: int) -> torch.Tensor:
+        return torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
     def draw(index: int, epoch: int) -> tuple:
-        if epoch not in orders:
-            orders.clear()
-            orders[epoch] = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        rows = orders[epoch][index * batch:(index + 1) * batch]
+        rows = order(epoch)[index * batch:(index + 1) * batch]
         return inputs[rows], targets[rows]
 
-    return max(1, -(-len(inputs) // batch)), draw
+    return max(1, math.ceil(len(inputs) / batch)), draw
 
 
 def train_instance_head(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False,
