@@ -210,6 +210,8 @@ def test_facts_are_geometrically_true(generated):
                         "behind": lambda: t["center"][1] > a["center"][1],
                         "in front of": lambda: t["center"][1] < a["center"][1],
                         "next to": lambda: np.min(np.linalg.norm(t["xy"][::7, None] - a["xy"][None, ::7], axis=-1)) < 0.6,
+                        "in contact with": lambda: np.min(np.linalg.norm(
+                            t["xy"][::2, None] - a["xy"][None, ::2], axis=-1)) < 0.1,
                         "on top of": lambda: _stands_on(t, a),
                     }[fact]()
 
@@ -239,7 +241,7 @@ def test_facts_are_geometrically_true(generated):
                 assert all(d(t) < d(o) for o in others), r["description"]
     # the test scenes exercise every position fact and most relations
     assert {"category", "left-most", "right-most", "front-most", "back-most", "corner", "left of", "right of",
-            "behind", "in front of", "next to", "any anchor", "between"} <= seen
+            "behind", "in front of", "next to", "in contact with", "any anchor", "between"} <= seen
 
 
 def _room_scene() -> Scene:
@@ -296,13 +298,33 @@ def test_viewpoint_convention_spot_check():
     assert _target(facts, "right of", label=4, anchor_id="3") == 5
     assert _target(facts, "left of", label=2, anchor_id="5") == 3
     # the lamp stands on the table, so it is not "next to" / "behind" it
-    for rel in ("next to", "left of", "right of", "behind", "in front of"):
+    for rel in ("next to", "in contact with", "left of", "right of", "behind", "in front of"):
         pred = {"fact": rel, "label": 3, "anchor_id": "3", "corner": None, "adjectives": []}
         assert not R.evaluate_predicate(facts, pred).any(), rel
     records = R.generate_descriptions(_room_scene(), ROOM_NAMES, np.random.default_rng(0), per_scene=40)
     texts = {r["description"] for r in records if r["predicate"]["fact"] == "left-most"}
     assert texts and all(r["object_id"] == "0" for r in records if r["predicate"]["fact"] == "left-most")
     assert any("lamp" in r["description"] and r["predicate"]["fact"] == "on top of" for r in records)
+
+
+def test_in_contact_with_needs_touching_footprints():
+    """Of two boxes beside a pillar, the one flush against it is "in contact with" it; the one 30 cm away is only
+    "next to" it."""
+    rng = np.random.default_rng(1)
+
+    def block(x0, x1, label, instance, n=600):
+        pts = np.stack([rng.uniform(x0, x1, n), rng.uniform(1.0, 1.4, n), rng.uniform(0.0, 0.4, n)], 1)
+        return pts, np.full(n, label), np.full(n, instance)
+
+    parts = [(np.stack([rng.uniform(0, 3, 2000), rng.uniform(0, 3, 2000), np.zeros(2000)], 1), np.zeros(2000),
+              np.full(2000, -1)), block(0.3, 0.7, 1, 0), block(0.7, 1.1, 4, 1), block(1.4, 1.8, 1, 2)]
+    scene = Scene(points=np.concatenate([p for p, _, _ in parts]).astype(np.float32),
+                  labels=np.concatenate([lb for _, lb, _ in parts]).astype(np.int64),
+                  instances=np.concatenate([i for _, _, i in parts]).astype(np.int64), name="flush", source="flush")
+    facts = R.scene_facts(scene, ROOM_NAMES)
+    assert _target(facts, "in contact with", anchor_id="1") == 0
+    near = {"fact": "next to", "label": 1, "anchor_id": "1", "corner": None, "adjectives": []}
+    assert set(facts.instances[R.evaluate_predicate(facts, near)]) == {0, 2}
 
 
 def test_scene_facts_need_labels_and_instances():
@@ -386,8 +408,8 @@ def test_handmade_set(path):
         assert tuple(rec["token"]) not in generated, rec["description"]  # a sentence the generator never says
         assert rec["token"] == R.tokenize(rec["description"])
     if path in R.HANDMADE_SETS[2:]:
-        # written blind with no word list to avoid: 4 of each ("long box, back left") happen to use only words the
-        # generator has, in shapes it never uses; the two sets before them were held to a new word each
+        # written blind with no word list to avoid: 2 to 4 of each ("long box, back left") happen to use only words
+        # the generator has, in shapes it never uses; the two sets before them were held to a new word each
         assert sum(new_words) >= 35, sum(new_words)
     else:
         assert all(new_words), [r["description"] for r, new in zip(records, new_words) if not new]
@@ -396,13 +418,14 @@ def test_handmade_set(path):
 
 
 @pytest.mark.parametrize("path", R.HANDMADE_SETS[1:], ids=R.evaluation_set_name)
-def test_the_blind_sets_cover_twenty_new_scenes_and_every_class(path):
+def test_the_blind_sets_cover_new_scenes_and_every_class(path):
     records = R.read_referring_json(path)
     earlier = {r["scene_id"] for p in R.HANDMADE_SETS[:R.HANDMADE_SETS.index(path)] for r in R.read_referring_json(p)}
     scenes = {r["scene_id"] for r in records}
-    # 2 descriptions per scene, 8 per class; blind3 lost one that the generator says word for word
+    # 2 descriptions per scene (4 in blind5, on the last ten test scenes), 8 per class; blind3 lost one that the
+    # generator says word for word
     assert len(records) == (39 if path == R.HANDMADE_BLIND3_DESCRIPTIONS else 40)
-    assert len(scenes) == 20 and not scenes & earlier
+    assert len(scenes) == (10 if path == R.HANDMADE_BLIND5_DESCRIPTIONS else 20) and not scenes & earlier
     per_class = Counter(r["object_name"] for r in records)
     assert set(per_class) == {n.replace(" ", "_") for k, n in TOY_CLASS_NAMES.items() if k}
     assert set(per_class.values()) <= {7, 8}, per_class

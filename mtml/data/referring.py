@@ -21,6 +21,8 @@ room's -y side looking toward +y, so
   0.1 m of the target's footprint, near its bottom's height) is within ``MARGINS["on_top"]`` (10 cm) of the
   target's lowest point;
 * "next to": footprints (minimum-area rectangles around the points' xy) within ``MARGINS["next_to"]`` (0.5 m);
+* "in contact with": footprints within ``MARGINS["contact"]`` (5 cm): the objects touch (toy scenes put touching boxes
+  flush, every other pair at least 15 cm apart);
 * corners: the four corners of the scene's floor extent (xy bounding box of all its points), named
   "front left" (min x, min y), "front right", "back left", "back right" (max x, max y); "nearest a corner"
   compares bounding-box centres and needs the object within half the room's diagonal of that corner;
@@ -38,11 +40,12 @@ threshold loosened (``slack=+1``). Fact types (``FACTS``):
 * position within the class: left-most, right-most, front-most, back-most (also phrased as closest to the
   left / right / front / back wall: the floor extent's edges stand for the room's walls), nearest a corner, in the
   middle;
-* relations to an anchor whose class is unique in the scene: next to, left of, right of, behind, in front of,
-  on top of; and "next to" / "on top of" any object of a class that has several ("next to a pillar": the
-  relation holds to at least one of them); between the two objects of a class that has exactly two, or between
-  the other two objects of the target's class when it has exactly three (the target's centre is near the line
-  through theirs, ``MARGINS["between_off"]``, and not near either end, ``MARGINS["between_end"]``).
+* relations to an anchor whose class is unique in the scene: next to, in contact with, left of, right of, behind,
+  in front of, on top of; and "next to" / "in contact with" / "on top of" any object of a class that has several
+  ("next to a pillar": the relation holds to at least one of them); between the two objects of a class that has
+  exactly two, or between the other two objects of the target's class when it has exactly three (the target's
+  centre is near the line through theirs, ``MARGINS["between_off"]``, and not near either end,
+  ``MARGINS["between_end"]``).
 
 Phrasings live in one table (``TEMPLATES``), optional colour-free adjectives in another (``ADJECTIVES``);
 ``generator_vocabulary`` lists every word the generator can use.
@@ -77,8 +80,14 @@ HANDMADE_BLIND_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade_blind
 # head; blind3 was scored first on the model kept
 HANDMADE_BLIND2_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade_blind2.json")
 HANDMADE_BLIND3_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade_blind3.json")
+# 40 of toy test scenes 970..989 by a fifth blind writer: scored first on the model before the "in contact with"
+# facts, then once on the model trained with them
+HANDMADE_BLIND4_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade_blind4.json")
+# 40 of the last ten toy test scenes 990..999, four per scene, by a sixth blind writer: scored first on the models with
+# and without the "in contact with" facts
+HANDMADE_BLIND5_DESCRIPTIONS = os.path.join(_RESOURCES, "referring_handmade_blind5.json")
 HANDMADE_SETS = (HANDMADE_DESCRIPTIONS, HANDMADE_BLIND_DESCRIPTIONS, HANDMADE_BLIND2_DESCRIPTIONS,
-                 HANDMADE_BLIND3_DESCRIPTIONS)
+                 HANDMADE_BLIND3_DESCRIPTIONS, HANDMADE_BLIND4_DESCRIPTIONS, HANDMADE_BLIND5_DESCRIPTIONS)
 """The bundled hand-made description files, each scored as its own evaluation set (``evaluation_set_name``)."""
 TOY_VAL_SEED_START = 100_000
 """First toy validation seed (as ``mtml.train.VAL_SEED_START``); the val split is 100 scenes from here."""
@@ -100,6 +109,8 @@ MARGINS = {
     "between_off_band": 0.15,
     "next_to": 0.5,        # m: footprint distance of "next to"
     "next_to_band": 0.15,  # m
+    "contact": 0.05,       # m: footprint distance of "in contact with"
+    "contact_band": 0.04,  # m
     "direction": 0.15,     # m: band on centre coordinates for left of / right of / behind / in front of
     "on_top": 0.1,         # m: |target bottom - anchor top under it| of "on top of"
     "on_top_band": 0.05,   # m
@@ -112,8 +123,8 @@ CORNERS = {"front left": (0, 0), "front right": (1, 0), "back left": (0, 1), "ba
 
 _POSITION_FACTS = ("left-most", "right-most", "front-most", "back-most", "corner", "middle")
 _SIZE_FACTS = ("largest", "smallest", "tallest", "shortest")
-_RELATION_FACTS = ("next to", "left of", "right of", "behind", "in front of", "on top of")
-_ANY_ANCHOR_RELATIONS = ("next to", "on top of")
+_RELATION_FACTS = ("next to", "in contact with", "left of", "right of", "behind", "in front of", "on top of")
+_ANY_ANCHOR_RELATIONS = ("next to", "in contact with", "on top of")
 """The relations also said of any object of a class ("next to a pillar"); "left of a pillar" says little."""
 FACTS = {"category": ("category",), "size": _SIZE_FACTS, "position": _POSITION_FACTS,
          "relation": _RELATION_FACTS + ("between",)}
@@ -202,6 +213,13 @@ TEMPLATES = {
         "find the {target} that stands next to {the_anchor}.",
         "the {target} which is closest to {the_anchor}",
         "this is {a_target}. it is next to {the_anchor}.",
+    ),
+    "in contact with": (
+        "the {target} in contact with {the_anchor}",
+        "{target} that makes contact with {the_anchor}",
+        "find the {target} with no gap to {the_anchor}.",
+        "the {target} which is flush with {the_anchor}",
+        "this is {a_target}. it is in contact with {the_anchor}.",
     ),
     "left of": (
         "the {target} to the left of {the_anchor}",
@@ -601,6 +619,7 @@ def _relation_to(facts: SceneFacts, fact: str, a: int, slack: float) -> np.ndarr
     c, ca, band = facts.center, facts.center[a], slack * m["direction"]
     return {
         "next to": lambda: facts.gap[:, a] <= m["next_to"] + slack * m["next_to_band"],
+        "in contact with": lambda: facts.gap[:, a] <= m["contact"] + slack * m["contact_band"],
         "left of": lambda: c[:, 0] < ca[0] + band,
         "right of": lambda: c[:, 0] > ca[0] - band,
         "behind": lambda: c[:, 1] > ca[1] - band,
