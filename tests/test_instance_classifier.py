@@ -96,22 +96,47 @@ def test_point_labels_at_floor_split_a_mixed_voxel():
 
 
 def test_point_labels_at_floor_give_the_foot_of_a_side_to_its_object():
-    """The floor band (2 cm) also holds the lowest 2 cm of every box side. With foot_radius, a floor-height
-    point with a box point straight above it goes back to the box; only floor-height points change."""
+    """The floor band also holds the lowest part of every box side. With foot_radius, a floor-height point on (or
+    just outside) a side's plane goes back to the box; only floor-height points change, and far fewer box points
+    stay floor."""
     from mtml.data.toy import generate_scene
 
     scene = generate_scene(0)
     grid = voxelize(scene, 0.1)
-    band_only = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.02)
-    with_feet = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.02,
-                                      foot_radius=0.015)
+    band_only = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.03)
+    with_feet = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.03,
+                                      foot_radius=0.05, foot_offset=0.01)
     box = scene.labels > 0
     assert (box & (with_feet == 0)).sum() < 0.5 * (box & (band_only == 0)).sum()
     assert (with_feet != scene.labels).sum() < 0.85 * (band_only != scene.labels).sum()
     changed = with_feet != band_only
     floor_height = np.median(scene.points[grid.labels[grid.point_to_voxel] == 0, 2])  # as the function measures it
-    assert changed.any() and (np.abs(scene.points[changed, 2] - floor_height) <= 0.02).all()
+    assert changed.any() and (np.abs(scene.points[changed, 2] - floor_height) <= 0.03).all()
     assert (with_feet[changed] > 0).all()  # a foot takes an object's label, never the floor's
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_the_foot_of_a_side_is_what_lies_on_its_plane(side):
+    """One box side at x = 1 (the box on the side ``side`` points away from): floor-height points on its plane
+    take the box's label, floor points 2 cm or more outside it stay floor, whichever way the box faces."""
+    rng = np.random.default_rng(0)
+    y, z = np.meshgrid(np.arange(0.0, 1.0, 0.04), np.arange(0.005, 0.4, 0.04), indexing="ij")
+    wall = np.stack([np.full(y.size, 1.0), y.ravel(), z.ravel()], 1)  # the side facing +x (side 1) or -x
+    top = np.stack([rng.uniform(0.6, 1.0, 300), rng.uniform(0.0, 1.0, 300), np.full(300, 0.4)], 1)
+    fx, fy = np.meshgrid(np.arange(1.02, 1.6, 0.04), np.arange(0.0, 1.0, 0.04), indexing="ij")
+    floor = np.stack([fx.ravel(), fy.ravel(), np.zeros(fx.size)], 1)
+    far_floor = np.stack([rng.uniform(-1.0, 3.0, 3000), rng.uniform(-1.0, 2.0, 3000), np.zeros(3000)], 1)
+    far_floor = far_floor[np.abs(far_floor[:, 0] - 1.0) > 0.7]
+    points = np.concatenate([wall, top, floor, far_floor])
+    points[:, 0] = 1.0 + side * (points[:, 0] - 1.0)  # mirrored: the box lies at x > 1 for side -1
+    labels = np.r_[np.full(len(wall) + len(top), 3), np.zeros(len(floor) + len(far_floor), np.int64)]
+    scene = Scene(points.astype(np.float32), labels=labels.astype(np.int64), name="one side")
+    grid = voxelize(scene, 0.1)
+    out = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.03, foot_radius=0.05,
+                                foot_offset=0.01)
+    feet = np.arange(len(wall))[wall[:, 2] < 0.03]
+    assert len(feet) and (out[feet] == 3).all()
+    assert (out[len(wall) + len(top):] == 0).all()  # the floor, from 2 cm outside the side on
 
 
 TINY_CLASSIFIER = {
