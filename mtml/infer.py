@@ -112,7 +112,7 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
     elif not given and cluster_cfg.floor_label is not None:
         point_labels = point_labels_at_floor(scene.points, grid, grid.labels, cluster_cfg.floor_label,
                                              cluster_cfg.floor_tolerance, cluster_cfg.floor_foot_radius,
-                                             cluster_cfg.floor_foot_offset)
+                                             cluster_cfg.floor_foot_offset, cluster_cfg.floor_foot_rise)
     else:
         point_labels = grid.labels[grid.point_to_voxel]
     return SceneResult(scene, grid, instances, point_labels, "given" if given else "predicted",

@@ -115,10 +115,9 @@ def test_point_labels_at_floor_give_the_foot_of_a_side_to_its_object():
     assert (with_feet[changed] > 0).all()  # a foot takes an object's label, never the floor's
 
 
-@pytest.mark.parametrize("side", [1.0, -1.0])
-def test_the_foot_of_a_side_is_what_lies_on_its_plane(side):
-    """One box side at x = 1 (the box on the side ``side`` points away from): floor-height points on its plane
-    take the box's label, floor points 2 cm or more outside it stay floor, whichever way the box faces."""
+def _one_side_scene(side: float, extra_floor=np.zeros((0, 3))):
+    """A box side at x = 1 (the box on the side ``side`` points away from) on a floor, plus ``extra_floor`` points
+    [K, 3] given in the side = 1 frame (labelled floor): (scene, its grid, the side's points [M, 3])."""
     rng = np.random.default_rng(0)
     y, z = np.meshgrid(np.arange(0.0, 1.0, 0.04), np.arange(0.005, 0.4, 0.04), indexing="ij")
     wall = np.stack([np.full(y.size, 1.0), y.ravel(), z.ravel()], 1)  # the side facing +x (side 1) or -x
@@ -127,16 +126,35 @@ def test_the_foot_of_a_side_is_what_lies_on_its_plane(side):
     floor = np.stack([fx.ravel(), fy.ravel(), np.zeros(fx.size)], 1)
     far_floor = np.stack([rng.uniform(-1.0, 3.0, 3000), rng.uniform(-1.0, 2.0, 3000), np.zeros(3000)], 1)
     far_floor = far_floor[np.abs(far_floor[:, 0] - 1.0) > 0.7]
-    points = np.concatenate([wall, top, floor, far_floor])
+    points = np.concatenate([wall, top, floor, far_floor, extra_floor])
     points[:, 0] = 1.0 + side * (points[:, 0] - 1.0)  # mirrored: the box lies at x > 1 for side -1
-    labels = np.r_[np.full(len(wall) + len(top), 3), np.zeros(len(floor) + len(far_floor), np.int64)]
+    labels = np.r_[np.full(len(wall) + len(top), 3), np.zeros(len(points) - len(wall) - len(top), np.int64)]
     scene = Scene(points.astype(np.float32), labels=labels.astype(np.int64), name="one side")
-    grid = voxelize(scene, 0.1)
+    return scene, voxelize(scene, 0.1), wall
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_the_foot_of_a_side_is_what_lies_on_its_plane(side):
+    """Floor-height points on a side's plane take the box's label, floor points 2 cm or more outside it stay
+    floor, whichever way the box faces."""
+    scene, grid, wall = _one_side_scene(side)
     out = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.03, foot_radius=0.05,
                                 foot_offset=0.01)
     feet = np.arange(len(wall))[wall[:, 2] < 0.03]
     assert len(feet) and (out[feet] == 3).all()
-    assert (out[len(wall) + len(top):] == 0).all()  # the floor, from 2 cm outside the side on
+    assert (out[scene.labels == 0] == 0).all()  # the floor, from 2 cm outside the side on
+
+
+def test_a_higher_point_may_lie_further_outside_the_side():
+    """foot_rise: 1.5 cm outside the side, a point 2 cm above the floor is the side's foot (allowance 1 + 0.5 * 2
+    cm), while one at floor height is floor (allowance 1 cm)."""
+    probes = np.array([[1.015, 0.5, 0.02], [1.015, 0.3, 0.0]])
+    scene, grid, _ = _one_side_scene(1.0, probes)
+    n = scene.num_points
+    for rise, expected in ((0.0, [0, 0]), (0.5, [3, 0])):
+        out = point_labels_at_floor(scene.points, grid, grid.labels, floor_label=0, tolerance=0.03,
+                                    foot_radius=0.05, foot_offset=0.01, foot_rise=rise)
+        assert out[n - 2:].tolist() == expected, rise
 
 
 TINY_CLASSIFIER = {

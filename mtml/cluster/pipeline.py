@@ -37,10 +37,12 @@ class ClusterConfig:
     floor_label: Optional[int] = None
     floor_tolerance: float = 0.03
     # with floor_label: a floor-height point on the plane of an object's side (fitted to the object points just
-    # above the floor within this horizontal radius, m) or at most floor_foot_offset (m) outside it is the foot of
-    # that side and takes its label (``mtml.data.voxelize.point_labels_at_floor``); radius 0: off
+    # above the floor within this horizontal radius, m), or at most floor_foot_offset (m) plus floor_foot_rise times
+    # its height above the floor outside it, is the foot of that side and takes its label
+    # (``mtml.data.voxelize.point_labels_at_floor``); radius 0: off
     floor_foot_radius: float = 0.05
     floor_foot_offset: float = 0.01
+    floor_foot_rise: float = 0.5
     # also propose mean-shift clusters whole across predicted labels (``mean_shift_proposals``), for a learned
     # proposal score (``mtml.model.proposal_scorer``) to pick among; ``mtml.infer.segment_grid`` ignores it on
     # given labels

@@ -104,7 +104,8 @@ def grid_to_scene(grid: VoxelGrid, name: str = "grid", source: str = "") -> Scen
 
 
 def point_labels_at_floor(points: np.ndarray, grid: VoxelGrid, voxel_labels: np.ndarray, floor_label: int,
-                          tolerance: float, foot_radius: float = 0.0, foot_offset: float = 0.01) -> np.ndarray:
+                          tolerance: float, foot_radius: float = 0.0, foot_offset: float = 0.01,
+                          foot_rise: float = 0.0) -> np.ndarray:
     """Point labels from voxel labels, sharpened where one voxel holds both floor and an object.
 
     points float [N, 3] (metres, the grid's scene); voxel_labels int64 [V]. Each point takes its voxel's label,
@@ -116,9 +117,10 @@ def point_labels_at_floor(points: np.ndarray, grid: VoxelGrid, voxel_labels: np.
     - with ``foot_radius`` > 0 (metres): a floor-height point is the foot of an object's side when it lies on that
       side's plane. The plane is fitted to the object points just above the floor band (at most one voxel edge
       higher) within ``foot_radius`` horizontally (at least 3 of them): their mean, and the normal of their
-      spread turned away from the object. A floor-height point at most ``foot_offset`` metres outside that plane
-      takes the label of the nearest of those points. The first rule alone labels the lowest ``tolerance`` of
-      every side floor.
+      spread turned away from the object. A floor-height point at most ``foot_offset`` + ``foot_rise`` * (its
+      height above the floor) metres outside that plane takes the label of the nearest of those points: the
+      higher a point, the less likely it is floor (the floor's points lie at its height, give or take the
+      noise). The first rule alone labels the lowest ``tolerance`` of every side floor.
     A 10 cm voxel at the foot of a box holds floor points and the bottom of the box's sides. With the toy scenes'
     1 cm noise the two overlap, so no rule at the points separates them fully.
     Returns int64 [N].
@@ -150,18 +152,19 @@ def point_labels_at_floor(points: np.ndarray, grid: VoxelGrid, voxel_labels: np.
             voxels, owner = np.unique(grid.point_to_voxel[upper], return_inverse=True)
             counts = np.bincount(owner, minlength=len(voxels)).astype(np.float64)
             centroids = np.stack([np.bincount(owner, points[upper, i], len(voxels)) for i in range(2)], 1)
+            allowance = foot_offset + foot_rise * (z[band] - floor_height)
             feet = _feet_on_side_planes(points[band, :2], points[sides, :2], centroids / counts[:, None], counts,
-                                        2.0 * grid.voxel_size, foot_radius, foot_offset)
+                                        2.0 * grid.voxel_size, foot_radius, allowance)
             found = feet >= 0
             labels[band[found]] = labels[sides[feet[found]]]
     return labels
 
 
 def _feet_on_side_planes(band_xy: np.ndarray, side_xy: np.ndarray, object_xy: np.ndarray, object_weight: np.ndarray,
-                         reach: float, radius: float, offset: float) -> np.ndarray:
+                         reach: float, radius: float, allowance: np.ndarray) -> np.ndarray:
     """For floor-height points (xy [B, 2], metres) and the object points just above them (xy [M, 2]): int64 [B],
-    the index of the nearest side point when the point lies at most ``offset`` metres outside the side plane
-    fitted to the side points within ``radius`` (``point_labels_at_floor``), else -1. Each plane's normal is
+    the index of the nearest side point when the point lies at most its ``allowance`` (float [B], metres) outside
+    the side plane fitted to the side points within ``radius`` (``point_labels_at_floor``), else -1. Each plane's normal is
     turned away from the weighted mean of the ``object_xy`` [W, 2] (weights [W]) within ``reach`` of it: an
     object's top pulls that mean inside the object."""
     from scipy.spatial import cKDTree
@@ -186,7 +189,7 @@ def _feet_on_side_planes(band_xy: np.ndarray, side_xy: np.ndarray, object_xy: np
     inside /= np.maximum(mass, 1e-12)[:, None]
     normal[np.einsum("ij,ij->i", mean - inside, normal) < 0] *= -1.0
     outside = np.einsum("ij,ij->i", band_xy[near] - mean, normal)
-    keep = near[(outside <= offset) & (mass > 0)]
+    keep = near[(outside <= allowance[near]) & (mass > 0)]
     out[keep] = side_tree.query(band_xy[keep])[1]
     return out
 
