@@ -115,9 +115,10 @@ def test_point_labels_at_floor_give_the_foot_of_a_side_to_its_object():
     assert (with_feet[changed] > 0).all()  # a foot takes an object's label, never the floor's
 
 
-def _one_side_scene(side: float, extra_floor=np.zeros((0, 3))):
+def _one_side_scene(side: float, extra_floor=None):
     """A box side at x = 1 (the box on the side ``side`` points away from) on a floor, plus ``extra_floor`` points
     [K, 3] given in the side = 1 frame (labelled floor): (scene, its grid, the side's points [M, 3])."""
+    extra_floor = np.zeros((0, 3)) if extra_floor is None else extra_floor
     rng = np.random.default_rng(0)
     y, z = np.meshgrid(np.arange(0.0, 1.0, 0.04), np.arange(0.005, 0.4, 0.04), indexing="ij")
     wall = np.stack([np.full(y.size, 1.0), y.ravel(), z.ravel()], 1)  # the side facing +x (side 1) or -x
