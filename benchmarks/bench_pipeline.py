@@ -72,3 +72,28 @@ def test_inference_postprocessing(benchmark, toy):
     _record(benchmark, "postprocessing")
     if "network" in _RATIOS.means:
         benchmark.extra_info["share_of_inference"] = _RATIOS.means["postprocessing"] / (_RATIOS.means["postprocessing"] + _RATIOS.means["network"])
+
+
+@pytest.fixture(scope="module")
+def plain_toy(toy):
+    """The toy scene without its labels, and its grid: what the plain-scan pipeline (and voting) reads."""
+    from mtml.eval.plain_scans import without_annotations
+
+    cfg, scene, _, model, _ = toy
+    plain = without_annotations(scene)
+    return cfg, plain, voxelize(plain, cfg.data.voxel_size), model
+
+
+@pytest.mark.parametrize("passes", [1, 8])
+def test_plain_scan_labels(benchmark, plain_toy, passes):
+    """The whole plain-scan pipeline (network, instances, instance classifier, floor rules), with the labels voted
+    over ``passes`` copies of the scene (``mtml.voting``); the 8-pass run also reports its cost in single passes."""
+    from mtml.infer import segment_grid
+
+    cfg, plain, grid, model = plain_toy
+    model.eval()
+    benchmark.pedantic(lambda: segment_grid(model, plain, grid, cfg.cluster, use_given_labels=False,
+                                            vote_passes=passes), rounds=5 if passes == 1 else 3, warmup_rounds=1)
+    _record(benchmark, f"plain_scan_vote{passes}")
+    if passes > 1 and "plain_scan_vote1" in _RATIOS.means:
+        benchmark.extra_info["single_passes"] = _RATIOS.means[f"plain_scan_vote{passes}"] / _RATIOS.means["plain_scan_vote1"]

@@ -78,7 +78,8 @@ def predict_voxels(model: MTMLNet, grid: VoxelGrid, device: str = "cpu", outputs
 
 
 def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: ClusterConfig, device: str = "cpu",
-                 use_given_labels: bool = True, outputs: Optional[dict] = None) -> SceneResult:
+                 use_given_labels: bool = True, outputs: Optional[dict] = None, vote_passes: int = 1,
+                 max_voxels: Optional[int] = None) -> SceneResult:
     """Semantic labels and instances of an already voxelised scene. Timings: network, cluster (s).
 
     The instances are built on the scan's own labels when it has them and ``use_given_labels`` is set (or the
@@ -87,12 +88,18 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
     corrects each instance's label (``classify_instances``), and the point labels are sharpened at the
     floor when ``cluster_cfg.floor_label`` is set. On given labels, ``cluster_cfg.class_agnostic_proposals`` is
     ignored, so that every instance keeps to one given label. ``outputs``: the network's outputs when the caller
-    already ran it (``network_outputs``).
+    already ran it (``network_outputs``). ``vote_passes`` > 1: on predicted labels, each point's label is voted
+    over that many turned, shifted and mirrored copies of the scan (``mtml.voting``; ``max_voxels`` bounds the
+    copies' grids).
     """
+    given = grid.labels is not None and (use_given_labels or model.cfg.needs_labels)
+    if vote_passes > 1 and not given:
+        from mtml.voting import segment_grid_voted
+
+        return segment_grid_voted(model, scene, grid, cluster_cfg, vote_passes, device, outputs, max_voxels)
     t0 = time.perf_counter()
     pred = predict_voxels(model, grid, device, outputs)
     t1 = time.perf_counter()
-    given = grid.labels is not None and (use_given_labels or model.cfg.needs_labels)
     if not given:
         if pred.labels is None:
             raise ValueError("this model has no semantic head: the scan needs a 'label' property")
@@ -152,11 +159,13 @@ def classify_instances(model: MTMLNet, grid: VoxelGrid, instances: Instances, pr
 
 
 def segment_scene(model: MTMLNet, scene: Scene, cluster_cfg: ClusterConfig, voxel_size: float = 0.1,
-                  max_voxels: Optional[int] = None, device: str = "cpu", use_given_labels: bool = True) -> SceneResult:
+                  max_voxels: Optional[int] = None, device: str = "cpu", use_given_labels: bool = True,
+                  vote_passes: int = 1) -> SceneResult:
     """Semantic labels and instances of one scene (see ``segment_grid``). Timings: voxelize, network, cluster (s)."""
     t0 = time.perf_counter()
     grid = voxelize(scene, voxel_size, max_voxels=max_voxels)
-    res = segment_grid(model, scene, grid, cluster_cfg, device, use_given_labels)
+    res = segment_grid(model, scene, grid, cluster_cfg, device, use_given_labels, vote_passes=vote_passes,
+                       max_voxels=max_voxels)
     res.timings = {"voxelize": time.perf_counter() - t0 - sum(res.timings.values()), **res.timings}
     return res
 

@@ -153,3 +153,27 @@ def test_checkpoint_carries_anchors_and_class_counts(tiny_semantic_checkpoint):
     assert anchors.shape == (6, 384)
     assert np.allclose(anchors.norm(dim=1).numpy(), 1.0, atol=1e-5)  # MiniLM features of the class names
     assert len(state["class_voxel_counts"]) == 6 and min(state["class_voxel_counts"]) > 0
+
+
+def test_vote_labels_of_a_plain_scan(tiny_semantic_checkpoint, tmp_path, capsys):
+    scene = generate_scene(7)
+    src = write_ply(tmp_path / "plain.ply", scene.points)
+    code, out, err = _run([str(src), "--checkpoint", str(tiny_semantic_checkpoint), "--out", str(tmp_path / "o"),
+                           "--vote", "4", "--no-picture"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "plain_instances.json").read_text())
+    assert summary["labels"] == "predicted" and summary["vote_passes"] == 4
+    assert summary["timings_s"]["voting_voxelize"] > 0  # the three other copies were voxelised and segmented
+    v = PlyData.read(str(tmp_path / "o" / "plain_instances.ply"))["vertex"].data
+    assert len(v) == scene.num_points and set(np.unique(v["label"])) <= set(range(6))
+
+
+@pytest.mark.parametrize("passes", ["0", "17"])
+def test_vote_out_of_range_is_refused(passes, tiny_semantic_checkpoint, tmp_path, capsys):
+    src = write_ply(tmp_path / "plain.ply", generate_scene(7).points)
+    with pytest.raises(SystemExit) as exc:
+        infer_main([str(src), "--checkpoint", str(tiny_semantic_checkpoint), "--out", str(tmp_path / "o"),
+                    "--vote", passes])
+    assert exc.value.code == 2
+    assert "--vote must be between 1 and 16" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -18,6 +18,15 @@ def plain_results():
     return ap, sem
 
 
+@pytest.fixture(scope="module")
+def voted_results():
+    """The same scenes with every point's label voted over 16 copies (``mtml.voting``; about 100 s)."""
+    ap, sem = evaluate_toy_plain(str(bundled_checkpoint("toy.pt")), toy_scene_seeds("test"), progress=False,
+                                 vote_passes=16)
+    print("\nvoted over 16 passes:\n" + sem.table())
+    return ap, sem
+
+
 def test_bundled_model_reads_no_labels():
     model, _ = load_checkpoint(bundled_checkpoint("toy.pt"))
     assert not model.cfg.needs_labels and model.semantic_head is not None
@@ -40,3 +49,18 @@ def test_semantic_miou_on_box_classes_does_not_regress(plain_results):
 def test_instances_from_predicted_labels(plain_results):
     ap, _ = plain_results
     assert ap.mean_ap50 >= 0.90, list(ap.ap50)
+
+
+def test_voting_over_sixteen_copies_raises_the_box_classes(plain_results, voted_results):
+    """Measured 94.5 -> 94.9 on these scenes (95.5 on the validation scenes, where 16 passes were chosen)."""
+    _, single = plain_results
+    ap, voted = voted_results
+    assert box_class_miou(voted) >= box_class_miou(single) + 0.002, (box_class_miou(single), box_class_miou(voted))
+    assert ap.mean_ap50 >= 0.90, list(ap.ap50)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5's bar is not reached with voting either: 94.9 over 16 passes "
+                                       "(95.5 on the validation scenes)")
+def test_semantic_miou_on_box_classes_with_voting(voted_results):
+    _, sem = voted_results
+    assert box_class_miou(sem) >= 0.95, sem.table()

@@ -2,7 +2,8 @@
 
   mtml-bench toy-table1 [--multi-task CKPT] [--fe-only CKPT] [--train] [--out DIR]
   mtml-bench toy-generalization [--checkpoint CKPT] [--scenes N]
-  mtml-bench toy-plain [--checkpoint CKPT] [--scenes N]   (semantic head + instances, labels removed)
+  mtml-bench toy-plain [--checkpoint CKPT] [--scenes N] [--split val] [--vote PASSES]
+                                                          (semantic head + instances, labels removed)
   mtml-bench longtail [--train] [--runs DIR] [--scenes N]  (seeds/001 Table 1 on the long-tail benchmark)
   mtml-bench referring [--train] [--init CKPT] [--runs DIR] [--scenes N]  (seeds/002 ablation, referring benchmark)
 """
@@ -51,7 +52,12 @@ def main(argv=None) -> int:
     plain = sub.add_parser("toy-plain", help="the plain-scan model on the toy test scenes with their labels removed: "
                                              "semantic IoU per class and instance AP50")
     plain.add_argument("--checkpoint", default=None, help="checkpoint with a semantic head (default: bundled toy.pt)")
-    plain.add_argument("--scenes", type=int, default=None, help="evaluate on the first N test scenes only")
+    plain.add_argument("--scenes", type=int, default=None, help="evaluate on the first N scenes only")
+    plain.add_argument("--split", choices=("test", "val"), default="test",
+                       help="toy test scenes 900-999 (default) or the validation scenes 100000-100099")
+    plain.add_argument("--vote", type=int, default=1, metavar="PASSES",
+                       help="vote each point's label over this many turned, shifted and mirrored copies of the scene "
+                            "(1-16; mtml.voting; default 1: one pass)")
     plain.add_argument("--out", default="mtml_bench")
     lt = sub.add_parser("longtail", help="seeds/001 Table 1: semantic mIoU / precision / recall over head, common, "
                                          "tail on the long-tail benchmark's test scenes")
@@ -120,7 +126,7 @@ def _trained_rows(runs: str, methods, file_name: str) -> dict:
 
 
 def _toy_plain(args, out: Path) -> None:
-    """mtml-bench toy-plain: print and write (toy_plain.json) semantic and instance metrics on plain toy scans."""
+    """mtml-bench toy-plain: print and write (toy_plain[_val][_voteN].json) semantic and instance metrics on plain toy scans."""
     import json
 
     from mtml.cli.infer import bundled_checkpoint
@@ -129,15 +135,22 @@ def _toy_plain(args, out: Path) -> None:
     from mtml.io.atomic import atomic_write_text
 
     ckpt = args.checkpoint or str(bundled_checkpoint("toy.pt"))
-    seeds = toy_scene_seeds("test")[: args.scenes]
-    ap, sem = evaluate_toy_plain(ckpt, seeds)
+    if args.split == "val":
+        from mtml.train import VAL_SEED_START
+
+        seeds = list(range(VAL_SEED_START, VAL_SEED_START + 100))[: args.scenes]
+    else:
+        seeds = toy_scene_seeds("test")[: args.scenes]
+    ap, sem = evaluate_toy_plain(ckpt, seeds, vote_passes=args.vote)
     ap50 = {TOY_CLASS_NAMES[c]: 100 * float(v) for c, v in zip(TOY_INSTANCE_CLASS_IDS, ap.ap50)}
-    print(f"Plain toy scans ({len(seeds)} test scenes, labels removed; {ckpt})\n{sem.table()}")
+    votes = f", labels voted over {args.vote} passes" if args.vote > 1 else ""
+    print(f"Plain toy scans ({len(seeds)} {args.split} scenes, labels removed{votes}; {ckpt})\n{sem.table()}")
     print(f"semantic mIoU: five box classes {100 * box_class_miou(sem):.1f}, all six classes {100 * sem.miou:.1f}")
     print("instance AP50 (%): " + "  ".join(f"{k} {v:.1f}" for k, v in ap50.items()) + f"  mean {100 * ap.mean_ap50:.1f}")
-    result = {"checkpoint": ckpt, "scenes": len(seeds), "box_miou": 100 * box_class_miou(sem), "semantic": sem.to_dict(),
+    result = {"checkpoint": ckpt, "split": args.split, "scenes": len(seeds), "vote_passes": args.vote, "box_miou": 100 * box_class_miou(sem), "semantic": sem.to_dict(),
               "instance_ap50": ap50, "instance_mean_ap50": 100 * float(ap.mean_ap50)}
-    atomic_write_text(out / "toy_plain.json", json.dumps(result, indent=2) + "\n")
+    name = "toy_plain" + ("_val" if args.split == "val" else "") + (f"_vote{args.vote}" if args.vote > 1 else "")
+    atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
 
 
 def _longtail(args, out: Path) -> None:

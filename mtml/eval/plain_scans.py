@@ -19,27 +19,30 @@ def without_annotations(scene: Scene) -> Scene:
     return dataclasses.replace(scene, labels=None, instances=None)
 
 
-def plain_scan_segmenter(model, cluster_cfg, voxel_size: float) -> Segmenter:
-    """Segmenter that hands the model each scene without its annotations."""
-    segment = model_segmenter(model, cluster_cfg, voxel_size, use_given_labels=False)
+def plain_scan_segmenter(model, cluster_cfg, voxel_size: float, vote_passes: int = 1) -> Segmenter:
+    """Segmenter that hands the model each scene without its annotations (labels voted over ``vote_passes``
+    copies of the scene, ``mtml.voting``)."""
+    segment = model_segmenter(model, cluster_cfg, voxel_size, use_given_labels=False, vote_passes=vote_passes)
     return lambda scene: segment(without_annotations(scene))
 
 
 def evaluate_plain_scans(model, cluster_cfg, voxel_size: float, scenes: Iterable[Scene], classes: ClassSet,
                          class_names: dict, progress: bool = True, total: Optional[int] = None,
-                         desc: str = "plain scans") -> tuple[InstanceAPResult, SemanticResult]:
+                         desc: str = "plain scans", vote_passes: int = 1) -> tuple[InstanceAPResult, SemanticResult]:
     """Instance AP (ScanNet rules, over ``classes``) and semantic metrics (over the model's classes) of a model
-    with a semantic head on scenes whose annotations it never sees."""
+    with a semantic head on scenes whose annotations it never sees; ``vote_passes``: see ``mtml.voting``."""
     if model.semantic_head is None:
         raise ValueError("plain-scan evaluation needs a model with a semantic head")
     confusion = SemanticConfusion(model.cfg.channel_ids())
-    ap = evaluate_scenes(plain_scan_segmenter(model, cluster_cfg, voxel_size), scenes, classes, progress=progress,
-                         desc=desc, total=total, semantic=confusion)
+    segmenter = plain_scan_segmenter(model, cluster_cfg, voxel_size, vote_passes)
+    ap = evaluate_scenes(segmenter, scenes, classes, progress=progress, desc=desc, total=total, semantic=confusion)
     return ap, confusion.result(class_names)
 
 
-def evaluate_toy_plain(checkpoint: str, seeds, progress: bool = True) -> tuple[InstanceAPResult, SemanticResult]:
-    """``evaluate_plain_scans`` of a toy checkpoint (with its own cluster settings) on the toy scenes ``seeds``."""
+def evaluate_toy_plain(checkpoint: str, seeds, progress: bool = True,
+                       vote_passes: int = 1) -> tuple[InstanceAPResult, SemanticResult]:
+    """``evaluate_plain_scans`` of a toy checkpoint (with its own cluster settings) on the toy scenes ``seeds``,
+    labels voted over ``vote_passes`` copies of each scene (``mtml.voting``)."""
     from mtml.config import config_from_dict
     from mtml.data.toy import TOY_CLASS_NAMES, generate_scene
     from mtml.eval.labels import toy_instance_classes
@@ -49,7 +52,8 @@ def evaluate_toy_plain(checkpoint: str, seeds, progress: bool = True) -> tuple[I
     exp = config_from_dict(state.get("experiment", {}), str(checkpoint))
     seeds = list(seeds)
     return evaluate_plain_scans(model, exp.cluster, exp.data.voxel_size, (generate_scene(s) for s in seeds),
-                                toy_instance_classes(), TOY_CLASS_NAMES, progress=progress, total=len(seeds))
+                                toy_instance_classes(), TOY_CLASS_NAMES, progress=progress, total=len(seeds),
+                                vote_passes=vote_passes)
 
 
 def box_class_miou(result: SemanticResult) -> float:

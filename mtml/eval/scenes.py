@@ -38,13 +38,16 @@ def scored_labels(labels: np.ndarray, ignore: Sequence[int]) -> np.ndarray:
     return np.where(np.isin(labels, np.asarray(ignore, dtype=np.int64)), -1, labels).astype(np.int64)
 
 
-def model_segmenter(model, cluster_cfg: ClusterConfig, voxel_size: float, use_given_labels: bool = True) -> Segmenter:
+def model_segmenter(model, cluster_cfg: ClusterConfig, voxel_size: float, use_given_labels: bool = True,
+                    vote_passes: int = 1) -> Segmenter:
     """Segmenter running the MTML network and post-processing; with ``use_given_labels=False`` a model with a
-    semantic head ignores the scene's labels and builds instances on its own predictions."""
+    semantic head ignores the scene's labels and builds instances on its own predictions (voted over
+    ``vote_passes`` copies of the scene, ``mtml.voting``)."""
     from mtml.infer import segment_scene
 
     def run(scene: Scene):
-        res = segment_scene(model, scene, cluster_cfg, voxel_size, use_given_labels=use_given_labels)
+        res = segment_scene(model, scene, cluster_cfg, voxel_size, use_given_labels=use_given_labels,
+                            vote_passes=vote_passes)
         return res.grid, res.instances, res.point_labels
 
     return run

@@ -1,0 +1,124 @@
+"""Test-time voting on plain scans: the whole plain-scan pipeline (network, instances, instance classifier, floor
+rules) runs on several copies of a scan, turned about the vertical axis, on a grid shifted by half a voxel and
+mirrored, and every point takes the label that most copies give it.
+
+One network pass puts each 10 cm voxel boundary in one place, and a box's edge, a contact between two boxes or
+an instance cut falls differently in every copy: their errors are partly independent, and the majority corrects
+what only some copies get wrong. The instances are those of the first copy (the scan as given); each takes the
+most frequent voted label of its points. ``passes`` copies cost ``passes`` times one pass.
+
+Copies, in order (``voting_views``): the four quarter turns; the same four on a grid shifted by half a voxel in x
+and y; the eight again mirrored (x -> -x). So 4 passes vote over turns, 8 over turns and grid phases, 16 adds
+mirrors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtml.cluster.pipeline import ClusterConfig, Instances
+from mtml.data.voxelize import voxelize
+from mtml.scene import Scene, VoxelGrid
+
+MAX_PASSES = 16
+
+
+@dataclass(frozen=True)
+class View:
+    """One copy of a scan: ``quarter_turns`` (0-3) about the vertical axis, then x -> -x when ``mirror``, voxelised
+    on a grid whose origin is the points' min corner less ``phase`` voxels in x and y."""
+
+    quarter_turns: int
+    phase: float
+    mirror: bool
+
+
+def voting_views(passes: int) -> list[View]:
+    """The first ``passes`` (1..16) copies, the scan as given first (see the module docstring for the order)."""
+    if not 1 <= int(passes) <= MAX_PASSES:
+        raise ValueError(f"voting passes must be between 1 and {MAX_PASSES}, got {passes}")
+    return [View(i % 4, 0.5 * ((i // 4) % 2), bool(i // 8)) for i in range(int(passes))]
+
+
+def view_points(points: np.ndarray, view: View) -> np.ndarray:
+    """float32 [N, 3]: ``points`` (metres) turned and mirrored as ``view`` says (heights unchanged)."""
+    angle = view.quarter_turns * np.pi / 2
+    c, s = np.cos(angle), np.sin(angle)
+    turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    out = np.asarray(points, dtype=np.float64) @ turn.T
+    if view.mirror:
+        out[:, 0] = -out[:, 0]
+    return out.astype(np.float32)
+
+
+def view_grid(scene: Scene, view: View, voxel_size: float, max_voxels: int | None = None) -> tuple[Scene, VoxelGrid]:
+    """The copy of ``scene`` that ``view`` describes and its voxel grid."""
+    points = view_points(scene.points, view)
+    copy = dataclasses.replace(scene, points=points)
+    origin = points.min(axis=0).astype(np.float64) - view.phase * voxel_size * np.array([1.0, 1.0, 0.0])
+    return copy, voxelize(copy, voxel_size, origin=origin, max_voxels=max_voxels)
+
+
+def majority_labels(label_sets: np.ndarray) -> np.ndarray:
+    """int64 [N]: the most frequent label of each column of ``label_sets`` int64 [K, N] (K passes); a tie goes to
+    the first pass's label when it is among the most frequent, else to the smallest label id."""
+    label_sets = np.asarray(label_sets, dtype=np.int64)
+    classes, inverse = np.unique(label_sets, return_inverse=True)
+    inverse = inverse.reshape(label_sets.shape)
+    counts = np.zeros((len(classes), label_sets.shape[1]), dtype=np.int64)
+    for row in inverse:
+        np.add.at(counts, (row, np.arange(label_sets.shape[1])), 1)
+    counts *= 2
+    counts[inverse[0], np.arange(label_sets.shape[1])] += 1  # the first pass breaks ties
+    return classes[counts.argmax(axis=0)]
+
+
+def relabel_by_points(instances: Instances, grid: VoxelGrid, point_labels: np.ndarray, stuff_classes) -> tuple:
+    """Each instance takes the most frequent of ``point_labels`` int64 [N] over its points; one whose majority is
+    a stuff class stops being an instance. Returns (Instances, voxel labels int64 [V]: each instance's voxels take
+    its label, the other voxels keep ``grid.labels``)."""
+    from mtml.model.instance_classifier import relabel_instances
+
+    if len(instances) == 0:
+        return instances, grid.labels
+    owner = instances.voxel_instance_ids(grid.num_voxels)[grid.point_to_voxel]
+    inside = owner >= 0
+    classes, label_index = np.unique(point_labels[inside], return_inverse=True)
+    counts = np.zeros((len(instances), len(classes)), dtype=np.int64)
+    np.add.at(counts, (owner[inside], label_index), 1)
+    new = np.where(counts.sum(axis=1) > 0, classes[counts.argmax(axis=1)] if len(classes) else 0, instances.labels)
+    return relabel_instances(instances, grid.labels, new, stuff_classes)
+
+
+def segment_grid_voted(model, scene: Scene, grid: VoxelGrid, cluster_cfg: ClusterConfig, passes: int,
+                       device: str = "cpu", outputs: dict | None = None, max_voxels: int | None = None):
+    """``mtml.infer.segment_grid`` on predicted labels, voted over ``passes`` copies of the scan (module docstring).
+
+    scene, grid: the scan as given and its grid (the first copy; ``outputs``: the network's outputs on it, when
+    the caller already ran it). Returns a ``SceneResult`` over ``grid``: the first copy's instances and network
+    outputs, the voted point labels, and the timings summed over the copies.
+    """
+    from mtml.infer import segment_grid
+
+    views = voting_views(passes)
+    first = segment_grid(model, scene, grid, cluster_cfg, device, use_given_labels=False, outputs=outputs)
+    if passes == 1:
+        return first
+    label_sets = [first.point_labels]
+    timings = dict(first.timings)
+    for view in views[1:]:
+        t0 = time.perf_counter()
+        copy, copy_grid = view_grid(scene, view, grid.voxel_size, max_voxels)
+        timings["voting_voxelize"] = timings.get("voting_voxelize", 0.0) + time.perf_counter() - t0
+        res = segment_grid(model, copy, copy_grid, cluster_cfg, device, use_given_labels=False)
+        for key, seconds in res.timings.items():
+            timings[key] = timings[key] + seconds
+        label_sets.append(res.point_labels)
+    point_labels = majority_labels(np.stack(label_sets))
+    instances, voxel_labels = relabel_by_points(first.instances, first.grid, point_labels, cluster_cfg.stuff_classes)
+    return dataclasses.replace(first, grid=dataclasses.replace(first.grid, labels=voxel_labels), instances=instances,
+                               point_labels=point_labels, timings=timings)
