@@ -126,7 +126,8 @@ def _trained_rows(runs: str, methods, file_name: str) -> dict:
 
 
 def _toy_plain(args, out: Path) -> None:
-    """mtml-bench toy-plain: print and write (toy_plain[_val][_voteN].json) semantic and instance metrics on plain toy scans."""
+    """mtml-bench toy-plain: print and write (toy_plain[_val][_voteN].json) semantic and instance metrics on plain
+    toy scans."""
     import json
 
     from mtml.cli.infer import bundled_checkpoint
@@ -147,8 +148,9 @@ def _toy_plain(args, out: Path) -> None:
     print(f"Plain toy scans ({len(seeds)} {args.split} scenes, labels removed{votes}; {ckpt})\n{sem.table()}")
     print(f"semantic mIoU: five box classes {100 * box_class_miou(sem):.1f}, all six classes {100 * sem.miou:.1f}")
     print("instance AP50 (%): " + "  ".join(f"{k} {v:.1f}" for k, v in ap50.items()) + f"  mean {100 * ap.mean_ap50:.1f}")
-    result = {"checkpoint": ckpt, "split": args.split, "scenes": len(seeds), "vote_passes": args.vote, "box_miou": 100 * box_class_miou(sem), "semantic": sem.to_dict(),
-              "instance_ap50": ap50, "instance_mean_ap50": 100 * float(ap.mean_ap50)}
+    result = {"checkpoint": ckpt, "split": args.split, "scenes": len(seeds), "vote_passes": args.vote,
+              "box_miou": 100 * box_class_miou(sem), "semantic": sem.to_dict(), "instance_ap50": ap50,
+              "instance_mean_ap50": 100 * float(ap.mean_ap50)}
     name = "toy_plain" + ("_val" if args.split == "val" else "") + (f"_vote{args.vote}" if args.vote > 1 else "")
     atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
 

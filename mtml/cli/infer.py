@@ -19,6 +19,7 @@ import torch
 
 from mtml.cli import run_command
 from mtml.errors import InputError
+from mtml.voting import MAX_PASSES
 
 DEFAULT_CHECKPOINT = "toy.pt"
 # what --demo asks the referring head about toy test scene 900 (object 5; true by the generator's geometry)
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
                    help="build instances on the semantic head's labels even when the scan has a 'label' property")
     p.add_argument("--vote", type=int, default=1, metavar="PASSES",
                    help="on predicted labels, vote each point's label over this many turned, shifted and mirrored "
-                        "copies of the scan (1-16, PASSES times the time; 8 or 16 sharpen the labels; default 1)")
+                        f"copies of the scan (1-{MAX_PASSES}, PASSES times the time; default 1)")
     p.add_argument("--refer", action="append", default=[], metavar="SENTENCE",
                    help="segment the object this sentence describes (repeatable; all sentences share one network "
                         "pass): writes <name>_refer.ply (0/1 'target' per sentence) and <name>_refer.json")
@@ -84,8 +85,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.inputs and not args.demo:
         p.error("give at least one PLY file, or --demo")
-    if not 1 <= args.vote <= 16:
-        p.error(f"--vote must be between 1 and 16, got {args.vote}")
+    if not 1 <= args.vote <= MAX_PASSES:
+        p.error(f"--vote must be between 1 and {MAX_PASSES}, got {args.vote}")
 
     from mtml.cluster.pipeline import ClusterConfig
     from mtml.config import config_from_dict
@@ -142,8 +143,8 @@ def main(argv=None) -> int:
         point_instance = res.instances.point_instance_ids(res.grid, res.point_labels)
         meta = {"scene": scene.name, "source": scene.source, "num_points": scene.num_points,
                 "voxel_size": exp.data.voxel_size, "num_voxels": res.grid.num_voxels, "checkpoint": str(ckpt),
-                "labels": res.labels_source,
-                "vote_passes": args.vote if res.labels_source == "predicted" else 1, "timings_s": {k: round(v, 4) for k, v in res.timings.items()}}
+                "labels": res.labels_source, "vote_passes": args.vote if res.labels_source == "predicted" else 1,
+                "timings_s": {k: round(v, 4) for k, v in res.timings.items()}}
         point_semantic = None
         if res.voxel_predictions.labels is not None:
             point_semantic = res.voxel_predictions.labels[res.grid.point_to_voxel]
