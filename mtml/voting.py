@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtml.cluster.pipeline import ClusterConfig, Instances
-from mtml.data.voxelize import voxelize
+from mtml.data.voxelize import NO_INSTANCE, majority_per_group, voxelize
 from mtml.scene import Scene, VoxelGrid
 
 MAX_PASSES = 16
@@ -69,11 +69,10 @@ def majority_labels(label_sets: np.ndarray) -> np.ndarray:
     label_sets = np.asarray(label_sets, dtype=np.int64)
     classes, inverse = np.unique(label_sets, return_inverse=True)
     inverse = inverse.reshape(label_sets.shape)
-    counts = np.zeros((len(classes), label_sets.shape[1]), dtype=np.int64)
-    for row in inverse:
-        np.add.at(counts, (row, np.arange(label_sets.shape[1])), 1)
-    counts *= 2
-    counts[inverse[0], np.arange(label_sets.shape[1])] += 1  # the first pass breaks ties
+    points = np.arange(label_sets.shape[1])
+    counts = np.zeros((len(classes), len(points)), dtype=np.int64)
+    np.add.at(counts, (inverse, np.broadcast_to(points, inverse.shape)), 2)
+    counts[inverse[0], points] += 1  # the first pass breaks ties
     return classes[counts.argmax(axis=0)]
 
 
@@ -87,10 +86,8 @@ def relabel_by_points(instances: Instances, grid: VoxelGrid, point_labels: np.nd
         return instances, grid.labels
     owner = instances.voxel_instance_ids(grid.num_voxels)[grid.point_to_voxel]
     inside = owner >= 0
-    classes, label_index = np.unique(point_labels[inside], return_inverse=True)
-    counts = np.zeros((len(instances), len(classes)), dtype=np.int64)
-    np.add.at(counts, (owner[inside], label_index), 1)
-    new = np.where(counts.sum(axis=1) > 0, classes[counts.argmax(axis=1)] if len(classes) else 0, instances.labels)
+    voted = majority_per_group(owner[inside], point_labels[inside], len(instances))
+    new = np.where(voted == NO_INSTANCE, instances.labels, voted)  # an instance with no points keeps its label
     return relabel_instances(instances, grid.labels, new, stuff_classes)
 
 
