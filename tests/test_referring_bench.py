@@ -90,7 +90,8 @@ def test_one_checkpoint_is_scored_on_validation_and_hand_made_descriptions(tmp_p
     rows = [r.split(",") for r in (tmp_path / "referring.csv").read_text().splitlines()[1:]]
     assert [r[:2] for r in rows] == [["model", "val"], ["model", "handmade"], ["model", "handmade_blind"],
                                      ["model", "handmade_blind2"], ["model", "handmade_blind3"],
-                                     ["model", "handmade_blind4"], ["model", "handmade_blind5"]]
+                                     ["model", "handmade_blind4"], ["model", "handmade_blind5"],
+                                     ["model", "handmade_blind6"]]
 
     for row, path in zip(rows[1:], HANDMADE_SETS):
         assert int(row[2]) == sum(r["scene_id"].startswith("toy_") for r in read_referring_json(path))
