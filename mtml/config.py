@@ -69,6 +69,9 @@ class TrainConfig:
     # train.task classify_instances / score_proposals: examples (instances, proposals) per step, drawn from all
     # training scenes and reshuffled each epoch; 0: one scene's examples per step
     head_batch: int = 0
+    # exponential moving average of the trained weights (mtml.weight_average): 0 off; else the decay per step
+    # (0.999 remembers about 1000 steps). Validation, best.pt and last.pt then use the average
+    ema_decay: float = 0.0
     select_by: str = "ap50"  # validation score that picks best.pt: "ap50", "miou" or "both" (their mean)
     classifier_init: str = "anchors"  # semantic head prototypes: "anchors" (text features) or "random" (scratch)
     # "segment" (mtml.train.train), "refer" (the referring head, mtml.train_referring), "classify_instances"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from mtml.io.atomic import atomic_path, atomic_write_text
 from mtml.losses.focal import class_balanced_alpha
 from mtml.losses.mtml import total_loss
 from mtml.model.model import MTMLNet, load_checkpoint, save_checkpoint
+from mtml.weight_average import WeightAverage
 
 VAL_SEED_START = 100_000  # validation scenes: seeds far from the benchmark's 0..999
 RARE_SAMPLING_SCENES = 400  # training scenes whose tail-class instances rare-class sampling draws from
@@ -374,7 +376,9 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
                elapsed: float = 0.0, progress: bool = True, shown=("ap50", "miou")) -> Path:
     """The epoch loop every trainer shares: cosine learning rate, one optimizer step per training item, JSONL
     metrics, atomic ``last.pt`` every epoch (before validating: a failed validation never costs an epoch),
-    ``best.pt`` at the best validation score, and ``curves.png``. Returns ``out/last.pt``.
+    ``best.pt`` at the best validation score, and ``curves.png``. Returns ``out/last.pt``. With
+    ``train.ema_decay`` set, validation and both checkpoints use the moving average of the weights
+    (``mtml.weight_average``).
 
     step_losses(index, epoch) -> dict of scalar tensors with "loss" (the one to minimise) for training item
     ``index`` in [0, num_items); validate_epoch() -> (metrics dict of fractions, selection score);
@@ -389,6 +393,14 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
+    average = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay else None
+    if average is not None and start_epoch > 0:  # last.pt holds the average; the optimizer's weights ride along
+        saved = torch.load(last, map_location="cpu", weights_only=False).get("training_weights")
+        if saved is None:
+            raise InputError(str(last), "was written without train.ema_decay: resume it with the setting it ran with")
+        average.resume(model, saved)
+    averaged = average.applied if average is not None else contextlib.nullcontext
+
     for epoch in range(start_epoch, cfg.train.epochs):
         t_epoch = time.perf_counter()
         order = np.random.default_rng([cfg.train.seed, epoch]).permutation(num_items)[:steps_per_epoch]
@@ -402,6 +414,8 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
+            if average is not None:
+                average.update(model)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             if (i + 1) % cfg.train.log_every == 0:
@@ -413,17 +427,20 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
         log(row)
         extra = checkpoint_extra(epoch, best_score, elapsed)
         extra.update({"optimizer_state": opt.state_dict(), "torch_rng": torch.get_rng_state()})
-        save_checkpoint(last, model, extra)
-        if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
-            val, score = validate_epoch()
-            log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
-            text = "  ".join(f"val {k} {100 * v:.1f}" for k, v in val.items() if k in shown)
-            print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {text}  ({elapsed:.0f} s)")
-            if score > best_score:
-                best_score = score
-                save_checkpoint(best, model, checkpoint_extra(epoch, best_score, elapsed))
-                extra["best_score"] = best_score
-                save_checkpoint(last, model, extra)
+        if average is not None:
+            extra["training_weights"] = average.training_weights(model)
+        with averaged(model):  # checkpoints and validation see the averaged weights when train.ema_decay is set
+            save_checkpoint(last, model, extra)
+            if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
+                val, score = validate_epoch()
+                log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
+                text = "  ".join(f"val {k} {100 * v:.1f}" for k, v in val.items() if k in shown)
+                print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {text}  ({elapsed:.0f} s)")
+                if score > best_score:
+                    best_score = score
+                    save_checkpoint(best, model, checkpoint_extra(epoch, best_score, elapsed))
+                    extra["best_score"] = best_score
+                    save_checkpoint(last, model, extra)
         plot_curves(metrics_path, out / "curves.png")
     return last
 

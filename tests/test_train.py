@@ -25,7 +25,10 @@ def test_train_writes_log_checkpoints_and_curves(tiny_config, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_resume_continues_after_last_epoch_and_matches_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_continues_after_last_epoch_and_matches_uninterrupted_run(tiny_config, tmp_path, monkeypatch,
+                                                                         ema_decay):
+    tiny_config.train.ema_decay = ema_decay  # with a weight average, last.pt holds it and the optimizer's weights
     full = train(tiny_config, tmp_path / "full", progress=False)
 
     import mtml.train as train_module
