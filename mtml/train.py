@@ -398,7 +398,7 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
         saved = torch.load(last, map_location="cpu", weights_only=False).get("training_weights")
         if saved is None:
             raise InputError(str(last), "was written without train.ema_decay: resume it with the setting it ran with")
-        average.resume(model, saved)
+        average.resume(saved)
     averaged = average.applied if average is not None else contextlib.nullcontext
 
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -415,7 +415,7 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
             losses["loss"].backward()
             opt.step()
             if average is not None:
-                average.update(model)
+                average.update()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             if (i + 1) % cfg.train.log_every == 0:
@@ -428,8 +428,8 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
         extra = checkpoint_extra(epoch, best_score, elapsed)
         extra.update({"optimizer_state": opt.state_dict(), "torch_rng": torch.get_rng_state()})
         if average is not None:
-            extra["training_weights"] = average.training_weights(model)
-        with averaged(model):  # checkpoints and validation see the averaged weights when train.ema_decay is set
+            extra["training_weights"] = average.training_weights()
+        with averaged():  # checkpoints and validation see the averaged weights when train.ema_decay is set
             save_checkpoint(last, model, extra)
             if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
                 val, score = validate_epoch()

@@ -16,49 +16,46 @@ from torch import nn
 
 
 class WeightAverage:
-    """The moving average of ``model``'s trainable parameters, starting at their current values."""
+    """The moving average of ``model``'s trainable parameters, starting at their current values. It keeps
+    references to those parameters, so every method acts on the model it was built on."""
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"train.ema_decay must lie in (0, 1), got {decay}")
         self.decay = float(decay)
-        self.average = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        self.params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        self.average = {name: p.detach().clone() for name, p in self.params.items()}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the average toward ``model``'s current parameters (call after each optimizer step)."""
-        params = dict(model.named_parameters())
+    def update(self) -> None:
+        """Move the average toward the model's current parameters (call after each optimizer step)."""
         for name, avg in self.average.items():
-            avg.lerp_(params[name].detach(), 1.0 - self.decay)
+            avg.lerp_(self.params[name].detach(), 1.0 - self.decay)
+
+    def training_weights(self) -> dict:
+        """{name: tensor}: the model's own values of the averaged parameters (kept in ``last.pt`` for resuming)."""
+        return {name: p.detach().clone() for name, p in self.params.items()}
+
+    @torch.no_grad()
+    def _load(self, values: dict) -> None:
+        for name, p in self.params.items():
+            p.copy_(values[name])
 
     @contextmanager
-    def applied(self, model: nn.Module):
-        """Within the block ``model`` holds the averaged parameters; afterwards its own again."""
-        params = dict(model.named_parameters())
-        own = {name: params[name].detach().clone() for name in self.average}
-        with torch.no_grad():
-            for name, avg in self.average.items():
-                params[name].copy_(avg)
+    def applied(self):
+        """Within the block the model holds the averaged parameters; afterwards its own again."""
+        own = self.training_weights()
+        self._load(self.average)
         try:
-            yield model
+            yield
         finally:
-            with torch.no_grad():
-                for name, weights in own.items():
-                    params[name].copy_(weights)
+            self._load(own)
 
-    def training_weights(self, model: nn.Module) -> dict:
-        """{name: tensor}: ``model``'s own values of the averaged parameters (kept in ``last.pt`` for resuming)."""
-        params = dict(model.named_parameters())
-        return {name: params[name].detach().clone() for name in self.average}
-
-    @torch.no_grad()
-    def resume(self, model: nn.Module, training_weights: dict) -> None:
-        """Continue a run whose ``last.pt`` was loaded into ``model``: its parameters (the averaged ones, as
+    def resume(self, training_weights: dict) -> None:
+        """Continue a run whose ``last.pt`` was loaded into the model: its parameters (the averaged ones, as
         written) become the average, and ``training_weights`` (``training_weights()`` of that run) the model's."""
-        params = dict(model.named_parameters())
-        missing = set(self.average) - set(training_weights)
+        missing = set(self.params) - set(training_weights)
         if missing:
             raise ValueError(f"the checkpoint lacks the training weights of {sorted(missing)[:3]}")
-        for name in self.average:
-            self.average[name] = params[name].detach().clone()
-            params[name].copy_(training_weights[name])
+        self.average = self.training_weights()
+        self._load(training_weights)

@@ -23,7 +23,7 @@ def test_update_moves_the_average_by_one_minus_decay_of_the_gap():
     average = WeightAverage(net, 0.75)
     with torch.no_grad():
         net[0].weight.add_(4.0)
-    average.update(net)
+    average.update()
     assert torch.allclose(average.average["0.weight"], start + 1.0)
     assert "2.weight" not in average.average and "2.bias" in average.average
     assert not any("running" in name for name in average.average)  # buffers are the model's own
@@ -35,31 +35,31 @@ def _averaged_once():
     average = WeightAverage(net, 0.5)
     with torch.no_grad():
         net[0].bias.fill_(2.0)
-    average.update(net)
+    average.update()
     return net, average
 
 
 def test_applied_swaps_the_average_in_and_restores_the_weights():
     net, average = _averaged_once()
     expected = average.average["0.bias"].clone()
-    with average.applied(net):
+    with average.applied():
         assert torch.equal(net[0].bias, expected)
     assert torch.equal(net[0].bias, torch.full((4,), 2.0))
 
 
 def test_resume_restores_both_the_average_and_the_training_weights():
     net, average = _averaged_once()
-    kept, own = {k: v.clone() for k, v in average.average.items()}, average.training_weights(net)
-    with average.applied(net):
+    kept, own = {k: v.clone() for k, v in average.average.items()}, average.training_weights()
+    with average.applied():
         written = {k: v.detach().clone() for k, v in net.state_dict().items()}  # what last.pt holds
     fresh = _net()
     fresh.load_state_dict(written)
     again = WeightAverage(fresh, 0.5)
-    again.resume(fresh, own)
+    again.resume(own)
     assert all(torch.equal(again.average[k], kept[k]) for k in kept)
     assert torch.equal(fresh[0].bias, torch.full((4,), 2.0))
     with pytest.raises(ValueError, match="training weights"):
-        WeightAverage(_net(), 0.5).resume(_net(), {})
+        WeightAverage(_net(), 0.5).resume({})
 
 
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.1])
