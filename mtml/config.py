@@ -33,6 +33,9 @@ class DataConfig:
                   phrasings of the same scene), instead of the same ``referring_per_scene`` ones every epoch.
     referring_word_dropout: share of the words of each training description left out at each step, so that the
                   head learns from what is left and does not hang on one word ("cube" without "small").
+    referring_extra_scenes: toy scenes added to the referring head's training set, from seeds that no split and
+                  no other part of the model uses (``mtml.data.referring.extra_training_records``); the frozen
+                  model segments them as it segments unseen scans, not as the scenes it was trained on.
     benchmark:    the class set validation reports (toy, scannet20, scannet200).
     val_min_region_size: smallest ground-truth instance that counts in validation (points, or voxels for stores).
     """
@@ -47,6 +50,7 @@ class DataConfig:
     referring_per_scene: int = 8
     referring_redraw: bool = False
     referring_word_dropout: float = 0.0
+    referring_extra_scenes: int = 0
     semantic_ignore: list = field(default_factory=list)
     stuff_classes: list = field(default_factory=lambda: [0])
     store: str = ""

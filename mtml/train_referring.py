@@ -142,7 +142,7 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     """Train the referring head of ``cfg.model`` (``train.task: refer``) on the synthetic referring benchmark of
     ``data.kind`` (toy or longtail); every other weight comes from ``init_checkpoint`` (required) and is frozen.
     Returns ``out_dir/last.pt``."""
-    from mtml.data.referring import build_referring_split
+    from mtml.data.referring import build_referring_split, extra_training_records
     from mtml.infer import encode_descriptions
     from mtml.losses.referring import referring_loss
     from mtml.model.referring import ReferringConfig
@@ -159,7 +159,13 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     encoder = make_text_encoder(cfg.model.text_encoder)
     per_scene = cfg.data.referring_per_scene
     augment = cfg.data.referring_redraw or cfg.data.referring_word_dropout > 0
-    train_set = ReferringScenes(build_referring_split(cfg.data.kind, "train", cfg.data.train_scenes, per_scene),
+    train_records = build_referring_split(cfg.data.kind, "train", cfg.data.train_scenes, per_scene)
+    if cfg.data.referring_extra_scenes:
+        if cfg.data.kind != "toy":
+            raise InputError(None, "data.referring_extra_scenes adds toy scenes; data.kind is "
+                                   f"{cfg.data.kind!r}")
+        train_records += extra_training_records(cfg.data.referring_extra_scenes, per_scene)
+    train_set = ReferringScenes(train_records,
                                 model, encoder, cfg.data.voxel_size, cfg.cluster, encode_text=not augment)
     val_set = ReferringScenes(build_referring_split(cfg.data.kind, "val", cfg.data.val_scenes, per_scene),
                               model, encoder, cfg.data.voxel_size, cfg.cluster)

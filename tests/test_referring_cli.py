@@ -33,6 +33,35 @@ def test_training_the_referring_head_leaves_the_rest_untouched(tiny_semantic_che
     assert vals and {"miou", "acc25", "acc50"} <= set(vals[-1])
 
 
+def test_extra_training_scenes_join_the_training_set_of_toy_runs_only(tiny_semantic_checkpoint, tmp_path,
+                                                                    monkeypatch):
+    import mtml.train_referring as tr
+    from conftest import TINY_REFERRING
+    from mtml.config import config_from_dict
+    from mtml.data.referring import TOY_EXTRA_SEED_START
+    from mtml.errors import InputError
+
+    sizes = []
+
+    class Recorded(tr.ReferringScenes):
+        def __init__(self, records, *args, **kwargs):
+            super().__init__(records, *args, **kwargs)
+            sizes.append(sorted(self.names))
+
+    monkeypatch.setattr(tr, "ReferringScenes", Recorded)
+    cfg = {**TINY_REFERRING, "data": {**TINY_REFERRING["data"], "referring_extra_scenes": 2},
+           "train": {**TINY_REFERRING["train"], "epochs": 1}}
+    tr.train_referring(config_from_dict(cfg), tmp_path / "toy", progress=False,
+                       init_checkpoint=str(tiny_semantic_checkpoint))
+    train_names = sizes[0]  # the training set is built first, then validation
+    assert len(train_names) == 4 + 2
+    assert {f"toy_{TOY_EXTRA_SEED_START}", f"toy_{TOY_EXTRA_SEED_START + 1}"} <= set(train_names)
+    cfg["data"] = {**cfg["data"], "kind": "longtail"}
+    with pytest.raises(InputError, match="referring_extra_scenes"):
+        tr.train_referring(config_from_dict(cfg), tmp_path / "longtail", progress=False,
+                           init_checkpoint=str(tiny_semantic_checkpoint))
+
+
 def test_refer_writes_target_ply_and_json(tiny_referring_checkpoint, tmp_path, capsys):
     scene = generate_scene(7)
     src = write_ply(tmp_path / "room.ply", scene.points)

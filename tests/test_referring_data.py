@@ -367,6 +367,25 @@ def test_splits_are_by_scene():
         R.build_referring_split("toy", "val", num_scenes=101)
 
 
+def test_extra_training_scenes_lie_outside_every_split_and_every_other_seed_block():
+    from mtml.eval.toy_table1 import HARDER_SEED_START
+    from mtml.train import VAL_SEED_START
+
+    records = R.extra_training_records(3, seed=1)
+    seeds = {R._parse_scene_id(r["scene_id"])[1] for r in records}
+    assert seeds == {R.TOY_EXTRA_SEED_START + i for i in range(3)}
+    used = set(range(1000)) | set(range(VAL_SEED_START, VAL_SEED_START + 1000))
+    used |= set(range(HARDER_SEED_START, HARDER_SEED_START + 1000))
+    assert not seeds & used
+    assert all(r["scene_id"].startswith("toy_") for r in records)
+    # the same scenes and rng rule as a split: a scene's records do not depend on how many are drawn
+    two = R.extra_training_records(2, seed=1)
+    assert records[: len(two)] == two
+    assert R.extra_training_records(0) == []
+    with pytest.raises(InputError, match=">= 0"):
+        R.extra_training_records(-1)
+
+
 def test_scene_for_record_and_target_mask(generated):
     scene, _, records = generated[-1]
     rec = records[0]

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     ref.add_argument("--runs", default="runs/referring", help="folder of the runs: <runs>/<row>/best.pt")
     ref.add_argument("--scenes", type=int, default=None, help="evaluate on the first N validation scenes only")
     ref.add_argument("--handmade", action="append", default=None, help="ScanRefer-style JSON of extra descriptions, "
-                     "scored as a set of its own; repeatable (default: the four bundled hand-made sets)")
+                     "scored as a set of its own; repeatable (default: every bundled hand-made set)")
     ref.add_argument("--out", default="mtml_bench")
     args = p.parse_args(argv)
 

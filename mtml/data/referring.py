@@ -96,6 +96,10 @@ HANDMADE_SETS = (HANDMADE_DESCRIPTIONS, HANDMADE_BLIND_DESCRIPTIONS, HANDMADE_BL
 TOY_VAL_SEED_START = 100_000
 """First toy validation seed (as ``mtml.train.VAL_SEED_START``); the val split is 100 scenes from here."""
 TOY_VAL_SCENES = 100
+TOY_EXTRA_SEED_START = 300_000
+"""First seed of the extra toy training scenes of the referring head (``data.referring_extra_scenes``): scenes that
+no other part of the model was trained on (the toy benchmark is 0..999, validation 100000.., the harder Table 1
+scenes 200000..)."""
 KINDS = ("toy", "longtail")
 SPLITS = ("train", "val", "test")
 STRUCTURE_CLASSES = frozenset({"floor", "wall", "ceiling"})
@@ -903,10 +907,25 @@ def build_referring_split(kind: str, split: str, num_scenes: Optional[int] = Non
         if not 1 <= num_scenes <= len(seeds):
             raise InputError(None, f"num_scenes must be in 1..{len(seeds)} for {kind} {split}, got {num_scenes}")
         seeds = seeds[:num_scenes]
+    return referring_records(kind, seeds, per_scene, seed)
+
+
+def extra_training_records(num_scenes: int, per_scene: int = 8, seed: int = 0) -> list:
+    """Descriptions of ``num_scenes`` extra toy training scenes, seeds ``TOY_EXTRA_SEED_START`` + 0..n-1, which
+    belong to no split of the benchmark and which no other part of the model was trained on (as in
+    ``build_referring_split``). Returns list[dict] ScanRefer records."""
+    if num_scenes < 0:
+        raise InputError(None, f"the number of extra training scenes must be >= 0, got {num_scenes}")
+    return referring_records("toy", range(TOY_EXTRA_SEED_START, TOY_EXTRA_SEED_START + num_scenes), per_scene, seed)
+
+
+def referring_records(kind: str, scene_seeds, per_scene: int = 8, seed: int = 0) -> list:
+    """``generate_descriptions`` over the ``kind`` scenes of ``scene_seeds`` (each scene's rng as in
+    ``build_referring_split``). Returns list[dict] ScanRefer records."""
     make, names = (generate_scene, TOY_CLASS_NAMES) if kind == "toy" else (generate_longtail_scene,
                                                                           LONGTAIL_CLASS_NAMES)
     records = []
-    for s in seeds:
+    for s in scene_seeds:
         rng = np.random.default_rng((int(seed), KINDS.index(kind), int(s)))
         records += generate_descriptions(make(s), names, rng, per_scene=per_scene)
     return records
