@@ -41,19 +41,19 @@ def test_extra_training_scenes_join_the_training_set_of_toy_runs_only(tiny_seman
     from mtml.data.referring import TOY_EXTRA_SEED_START
     from mtml.errors import InputError
 
-    sizes = []
+    built_sets = []  # scene names of each ReferringScenes built, in order
 
     class Recorded(tr.ReferringScenes):
         def __init__(self, records, *args, **kwargs):
             super().__init__(records, *args, **kwargs)
-            sizes.append(sorted(self.names))
+            built_sets.append(sorted(self.names))
 
     monkeypatch.setattr(tr, "ReferringScenes", Recorded)
     cfg = {**TINY_REFERRING, "data": {**TINY_REFERRING["data"], "referring_extra_scenes": 2},
            "train": {**TINY_REFERRING["train"], "epochs": 1}}
     tr.train_referring(config_from_dict(cfg), tmp_path / "toy", progress=False,
                        init_checkpoint=str(tiny_semantic_checkpoint))
-    train_names = sizes[0]  # the training set is built first, then validation
+    train_names = built_sets[0]  # the training set is built first, then validation
     assert len(train_names) == 4 + 2
     assert {f"toy_{TOY_EXTRA_SEED_START}", f"toy_{TOY_EXTRA_SEED_START + 1}"} <= set(train_names)
     cfg["data"] = {**cfg["data"], "kind": "longtail"}
