@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtml.eval.instance_ap import ScenePredictions, evaluate_instances
-from mtml.eval.labels import class_set
+from mtml.eval.instance_ap import evaluate_instances
+from mtml.labels import class_set
+from mtml.scene import ScenePredictions
 
 NUM_SCENES = 100
 NUM_VERTICES = 50_000

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference import RatioRecorder, bundled_model_or_skip, reference_workload
 
 from mtml.cluster.pipeline import segment_instances
 from mtml.config import config_from_dict
 from mtml.data.dataset import make_sample
 from mtml.data.toy import generate_scene
 from mtml.data.voxelize import voxelize
-from mtml.infer import predict_voxels
 from mtml.losses.focal import class_balanced_alpha
-from mtml.train import training_loss
-from reference import RatioRecorder, bundled_model_or_skip, reference_workload
+from mtml.predict.infer import predict_voxels
+from mtml.train.segment import training_loss
 
 _RATIOS = RatioRecorder()
 _record = _RATIOS.record
@@ -77,7 +77,7 @@ def test_inference_postprocessing(benchmark, toy):
 @pytest.fixture(scope="module")
 def plain_toy(toy):
     """The toy scene without its labels, and its grid: what the plain-scan pipeline (and voting) reads."""
-    from mtml.eval.plain_scans import without_annotations
+    from mtml.tables.plain_scans import without_annotations
 
     cfg, scene, _, model, _ = toy
     plain = without_annotations(scene)
@@ -87,8 +87,8 @@ def plain_toy(toy):
 @pytest.mark.parametrize("passes", [1, 8])
 def test_plain_scan_labels(benchmark, plain_toy, passes):
     """The whole plain-scan pipeline (network, instances, instance classifier, floor rules), with the labels voted
-    over ``passes`` copies of the scene (``mtml.voting``); the 8-pass run also reports its cost in single passes."""
-    from mtml.infer import segment_grid
+    over ``passes`` copies of the scene (``mtml.predict.voting``); the 8-pass run also reports its cost in single passes."""
+    from mtml.predict.infer import segment_grid
 
     cfg, plain, grid, model = plain_toy
     model.eval()

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from reference import RatioRecorder, bundled_model_or_skip, reference_workload
+
+from mtml.config import config_from_dict
 from mtml.data.dataset import padded_shape
 from mtml.data.toy import ToySceneConfig, generate_scene
 from mtml.data.voxelize import voxelize
-from mtml.config import config_from_dict
-from mtml.infer import encode_descriptions, network_outputs, refer_voxels, referring_superpoints, segment_grid
 from mtml.model.text import make_text_encoder
+from mtml.predict.infer import encode_descriptions, network_outputs, refer_voxels, referring_superpoints, segment_grid
 
 SENTENCES = ["the tall pillar next to the cabinet", "the smallest cube", "the flat box in the middle of the room",
              "the left-most long box", "the cabinet behind the pillar"]

@@ -73,13 +73,13 @@ class TrainConfig:
     # train.task classify_instances / score_proposals: examples (instances, proposals) per step, drawn from all
     # training scenes and reshuffled each epoch; 0: one scene's examples per step
     head_batch: int = 0
-    # exponential moving average of the trained weights (mtml.weight_average): 0 off; else the decay per step
+    # exponential moving average of the trained weights (mtml.train.weight_average): 0 off; else the decay per step
     # (0.999 remembers about 1000 steps). Validation, best.pt and last.pt then use the average
     ema_decay: float = 0.0
     select_by: str = "ap50"  # validation score that picks best.pt: "ap50", "miou" or "both" (their mean)
     classifier_init: str = "anchors"  # semantic head prototypes: "anchors" (text features) or "random" (scratch)
-    # "segment" (mtml.train.train), "refer" (the referring head, mtml.train_referring), "classify_instances"
-    # (the instance classifier) or "score_proposals" (the proposal scorer; both mtml.train_instances)
+    # "segment" (mtml.train.segment.train), "refer" (the referring head, mtml.train.referring), "classify_instances"
+    # (the instance classifier) or "score_proposals" (the proposal scorer; both mtml.train.instances)
     task: str = "segment"
 
 
@@ -122,7 +122,7 @@ def config_from_dict(values: dict, where: str = "config") -> ExperimentConfig:
     """
     cfg = _build(ExperimentConfig, values, where)
     if isinstance(cfg.model.class_ids, str):
-        from mtml.eval.labels import label_names
+        from mtml.labels import label_names
 
         cfg.model.class_ids = sorted(label_names(cfg.model.class_ids), key=lambda i: (i != 0, i))
         cfg.model.num_classes = len(cfg.model.class_ids)

@@ -67,3 +67,141 @@ class VoxelGrid:
     @property
     def num_voxels(self) -> int:
         return int(self.coords.shape[0])
+
+
+@dataclass
+class Instances:
+    """Instances over the voxels of one grid, best score first.
+
+    masks:  list of int64 row arrays into grid.coords.
+    labels: int64 [K] semantic label (majority of the mask's voxels).
+    scores: float64 [K] confidence in [0, 1].
+    """
+
+    masks: list = field(default_factory=list)
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def voxel_instance_ids(self, num_voxels: int) -> np.ndarray:
+        """int64 [V]: index of the instance holding each voxel (the best-scored one), -1 for none."""
+        ids = np.full(num_voxels, NO_INSTANCE, dtype=np.int64)
+        for k in range(len(self.masks) - 1, -1, -1):  # best last, so it wins overlaps
+            ids[self.masks[k]] = k
+        return ids
+
+    def point_instance_ids(self, grid: VoxelGrid, point_labels: np.ndarray | None = None) -> np.ndarray:
+        """int64 [N]: instance index of each input point (through its voxel), -1 for none.
+
+        With ``point_labels`` int64 [N] (the semantic input), a point joins its voxel's instance only if its own
+        label is the instance's label: a floor point in a voxel shared with a box stays floor.
+        """
+        ids = self.voxel_instance_ids(grid.num_voxels)[grid.point_to_voxel]
+        if point_labels is not None and len(self.labels):
+            has = ids >= 0
+            ids[has & (self.labels[np.maximum(ids, 0)] != point_labels)] = NO_INSTANCE
+        return ids
+
+    def point_masks(self, grid: VoxelGrid, point_labels: np.ndarray | None = None) -> np.ndarray:
+        """bool [K, N]: each instance's mask over the input points (overlaps kept as predicted; with
+        ``point_labels``, only points of the instance's label)."""
+        out = np.zeros((len(self.masks), len(grid.point_to_voxel)), dtype=bool)
+        for k, rows in enumerate(self.masks):
+            voxel_mask = np.zeros(grid.num_voxels, dtype=bool)
+            voxel_mask[rows] = True
+            out[k] = voxel_mask[grid.point_to_voxel]
+            if point_labels is not None:
+                out[k] &= point_labels == self.labels[k]
+        return out
+
+
+@dataclass
+class ScenePredictions:
+    """The predicted instances of one scene.
+
+    ``masks``: bool [P, N], one row per prediction over the scene's N vertices (points);
+    ``label_ids``: int64 [P], predicted class id per instance; ``scores``: float64 [P], confidence per instance.
+    Inputs are converted to these dtypes; ValueError when the shapes disagree.
+    """
+
+    masks: np.ndarray
+    label_ids: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.masks = np.asarray(self.masks)
+        if self.masks.dtype != np.bool_:
+            self.masks = self.masks != 0
+        self.label_ids = np.asarray(self.label_ids, dtype=np.int64).reshape(-1)
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if self.masks.ndim != 2:
+            raise ValueError(f"masks must be 2-D [P, N], got shape {self.masks.shape}")
+        if not (self.masks.shape[0] == self.label_ids.size == self.scores.size):
+            raise ValueError(
+                f"{self.masks.shape[0]} masks, {self.label_ids.size} label ids and {self.scores.size} scores"
+            )
+
+    @classmethod
+    def empty(cls, num_vertices: int) -> ScenePredictions:
+        """No predictions for a scene of ``num_vertices`` vertices."""
+        return cls(np.zeros((0, num_vertices), bool), np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def num_vertices(self) -> int:
+        """N, the number of vertices each mask covers."""
+        return int(self.masks.shape[1])
+
+
+@dataclass
+class VoxelPredictions:
+    """The network's outputs at a grid's occupied voxels (rows in the order of grid.coords).
+
+    embedding: float32 [V, D] metric feature embedding.
+    direction: float32 [V, 3] predicted direction to the object centre (unnormalised).
+    labels:    int64 [V] predicted semantic label ids, or None for a model without a semantic head.
+    features:  float32 [V, Ds] language-grounded features, or None.
+    probabilities: float32 [V, C] class probabilities (class channels in ``model.cfg.channel_ids()`` order), or None.
+    """
+
+    embedding: np.ndarray
+    direction: np.ndarray
+    labels: Optional[np.ndarray] = None
+    features: Optional[np.ndarray] = None
+    probabilities: Optional[np.ndarray] = None
+
+
+@dataclass
+class SceneResult:
+    """What inference produced for one scene: its grid (whose labels are those the instances were built on),
+    the instances over the grid's voxels, the point labels, where they came from, and timings (s).
+
+    point_labels:  int64 [N] semantic label of each input point (given, or predicted through its voxel).
+    labels_source: "given" (the scan's labels) or "predicted" (the semantic head).
+    """
+
+    scene: Scene
+    grid: VoxelGrid
+    instances: Instances
+    point_labels: np.ndarray
+    labels_source: str
+    timings: dict = field(default_factory=dict)
+    voxel_predictions: Optional[VoxelPredictions] = None
+
+
+@dataclass
+class ReferringPrediction:
+    """The referring head's answer for S descriptions of one grid.
+
+    masks:  bool [S, V] the voxels of the referred object.
+    scores: float64 [S] confidence: the mean mask probability over the chosen voxels.
+    probabilities: float32 [S, V] per-voxel mask probabilities.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    probabilities: np.ndarray

@@ -20,7 +20,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A checkpoint written by the real training loop (tiny, untrained-ish), shared by CLI tests."""
-    from mtml.train import train
+    from mtml.train.segment import train
 
     out = tmp_path_factory.mktemp("tiny_run")
     return train(config_from_dict(TINY), out, progress=False)
@@ -37,7 +37,7 @@ TINY_SEMANTIC = {
 @pytest.fixture(scope="session")
 def tiny_semantic_checkpoint(tmp_path_factory):
     """A checkpoint with a semantic head that reads geometry only (plain scans), from the real training loop."""
-    from mtml.train import train
+    from mtml.train.segment import train
 
     out = tmp_path_factory.mktemp("tiny_semantic_run")
     return train(config_from_dict(TINY_SEMANTIC), out, progress=False)
@@ -56,7 +56,7 @@ TINY_REFERRING = {
 @pytest.fixture(scope="session")
 def tiny_referring_checkpoint(tmp_path_factory, tiny_semantic_checkpoint):
     """The tiny semantic model with a (barely trained) referring head, from the real referring trainer."""
-    from mtml.train_referring import train_referring
+    from mtml.train.referring import train_referring
 
     out = tmp_path_factory.mktemp("tiny_referring_run")
     return train_referring(config_from_dict(TINY_REFERRING), out, progress=False,
@@ -75,7 +75,7 @@ def bundled_toy():
 
 
 def train_instance_head_on_bundled(tmp_path, bundled_toy, task: str, head: str, cluster: dict = None):
-    """Run the per-instance head trainer ``task`` (``mtml.train_instances``) for 2 epochs of 3 scenes on the
+    """Run the per-instance head trainer ``task`` (``mtml.train.instances``) for 2 epochs of 3 scenes on the
     bundled model, with ``model.<head>`` switched on and ``cluster`` settings added, and check what every such run
     must do: only ``head`` changes (a fresh one, also when the bundled model has one), two validations are
     logged and every step has a loss. Returns (trained model, its checkpoint state)."""
@@ -84,7 +84,7 @@ def train_instance_head_on_bundled(tmp_path, bundled_toy, task: str, head: str, 
     import torch
 
     from mtml.model.model import load_checkpoint
-    from mtml.train import run_training
+    from mtml.train.trainers import run_training
 
     path, experiment = bundled_toy
     cfg = config_from_dict({**experiment, "name": f"{head}_test",

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from mtml.eval.labels import scannet_label_data
+from mtml.labels import scannet_label_data
 
 TSV_NAME = "scannetv2-labels.combined.tsv"
 TSV_HEADER = (

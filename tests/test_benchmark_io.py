@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from mtml.errors import InputError
-from mtml.eval.instance_ap import ScenePredictions, evaluate_instances
-from mtml.eval.labels import class_set
+from mtml.eval.instance_ap import evaluate_instances
 from mtml.io.benchmark import (
     OFFICIAL_RESULT_NAME,
     load_benchmark_scene,
@@ -21,6 +20,8 @@ from mtml.io.benchmark import (
     read_prediction_file,
     write_scene_predictions,
 )
+from mtml.labels import class_set
+from mtml.scene import ScenePredictions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "scannet_instance_eval"
 

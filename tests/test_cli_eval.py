@@ -12,8 +12,8 @@ import pytest
 
 from mtml.cli import run_command
 from mtml.cli.eval import main
-from mtml.eval.labels import class_set
 from mtml.io.benchmark import write_scene_predictions
+from mtml.labels import class_set
 
 FIXTURE = Path(__file__).parent / "fixtures" / "scannet_instance_eval"
 

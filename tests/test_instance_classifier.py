@@ -5,15 +5,18 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_SEMANTIC, train_instance_head_on_bundled
 
-from mtml.cluster.pipeline import Instances
 from mtml.config import config_from_dict
 from mtml.data.voxelize import point_labels_at_floor, voxelize
-from mtml.model.instance_classifier import (GEOMETRY_FEATURES, instance_descriptors, instance_geometry,
-                                            instance_targets, relabel_instances)
-from mtml.scene import Scene
-
-from conftest import TINY_SEMANTIC, train_instance_head_on_bundled
+from mtml.model.instance_classifier import (
+    GEOMETRY_FEATURES,
+    instance_descriptors,
+    instance_geometry,
+    instance_targets,
+    relabel_instances,
+)
+from mtml.scene import Instances, Scene
 
 
 def _box_scene(sides_xy, height, yaw, voxel=0.1):
@@ -169,7 +172,7 @@ TINY_CLASSIFIER = {
 def test_trainer_trains_only_the_classifier_and_inference_uses_it(tmp_path, bundled_toy):
     """Three scenes on the bundled model (a model that finds instances), then the classifier's answers forced."""
     from mtml.data.toy import generate_scene
-    from mtml.infer import segment_scene
+    from mtml.predict.infer import segment_scene
 
     model, state = train_instance_head_on_bundled(tmp_path, bundled_toy, "classify_instances", "instance_classifier")
 
@@ -193,7 +196,7 @@ def test_trainer_trains_only_the_classifier_and_inference_uses_it(tmp_path, bund
 
 def test_trainer_needs_the_classifier_and_an_init(tmp_path):
     from mtml.errors import InputError
-    from mtml.train import run_training
+    from mtml.train.trainers import run_training
 
     no_head = {**TINY_CLASSIFIER, "model": {**TINY_CLASSIFIER["model"], "instance_classifier": False}}
     with pytest.raises(InputError, match="instance_classifier: true"):

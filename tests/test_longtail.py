@@ -28,7 +28,7 @@ from mtml.data.longtail import (
 from mtml.data.toy import polygon_distance
 from mtml.data.voxelize import voxelize
 from mtml.errors import InputError
-from mtml.eval.labels import class_set
+from mtml.labels import class_set
 
 CFG = LongtailSceneConfig()
 NOISE_BOUND = 6 * CFG.noise
@@ -285,6 +285,6 @@ def test_bad_input():
 
 
 def test_label_names():
-    from mtml.eval.labels import label_names
+    from mtml.labels import label_names
 
     assert label_names("longtail") == LONGTAIL_CLASS_NAMES

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtml.data.longtail import longtail_scene_seeds
-from mtml.eval.longtail_table import evaluate_checkpoint
+from mtml.tables.longtail_table import evaluate_checkpoint
 
 pytestmark = pytest.mark.slow
 

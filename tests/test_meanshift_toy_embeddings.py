@@ -9,8 +9,8 @@ from mtml.cli.infer import bundled_checkpoint
 from mtml.cluster.meanshift import extension_available, mean_shift
 from mtml.data.toy import generate_scene
 from mtml.data.voxelize import voxelize
-from mtml.infer import predict_voxels
 from mtml.model.model import load_checkpoint
+from mtml.predict.infer import predict_voxels
 
 
 @pytest.fixture(scope="module")

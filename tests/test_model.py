@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from mtml.model.backbone import BackboneConfig, DilatedBackbone, receptive_field
-from mtml.model.model import MTMLNet, ModelConfig, load_checkpoint, save_checkpoint
 from mtml.errors import InputError
+from mtml.model.backbone import BackboneConfig, DilatedBackbone, receptive_field
+from mtml.model.model import ModelConfig, MTMLNet, load_checkpoint, save_checkpoint
 
 
 def test_default_receptive_field_at_least_142_voxels():

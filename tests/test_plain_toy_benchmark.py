@@ -5,8 +5,8 @@ import pytest
 
 from mtml.cli.infer import bundled_checkpoint
 from mtml.data.toy import toy_scene_seeds
-from mtml.eval.plain_scans import box_class_miou, evaluate_toy_plain
 from mtml.model.model import load_checkpoint
+from mtml.tables.plain_scans import box_class_miou, evaluate_toy_plain
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ def plain_results():
 
 @pytest.fixture(scope="module")
 def voted_results():
-    """The same scenes with every point's label voted over 16 copies (``mtml.voting``; about 100 s)."""
+    """The same scenes with every point's label voted over 16 copies (``mtml.predict.voting``; about 100 s)."""
     ap, sem = evaluate_toy_plain(str(bundled_checkpoint("toy.pt")), toy_scene_seeds("test"), progress=False,
                                  vote_passes=16)
     print("\nvoted over 16 passes:\n" + sem.table())

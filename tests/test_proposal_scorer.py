@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import train_instance_head_on_bundled
 
 from mtml.cluster.pipeline import ClusterConfig, proposal_pool, segment_instances
 from mtml.cluster.proposals import mean_shift_proposals
@@ -13,8 +14,6 @@ from mtml.config import config_from_dict
 from mtml.model.instance_classifier import GEOMETRY_FEATURES
 from mtml.model.proposal_scorer import SCORE_TERMS, ProposalScorer, proposal_features, proposal_iou_targets
 from mtml.scene import VoxelGrid
-
-from conftest import train_instance_head_on_bundled
 
 
 def _row_grid(labels, instances=None):
@@ -74,7 +73,7 @@ def test_scorer_standardises_its_features_with_the_training_statistics():
 
 
 def test_example_batches_per_scene_or_shuffled_across_scenes():
-    from mtml.train_instances import example_batches
+    from mtml.train.instances import example_batches
 
     examples = [(torch.arange(3.0)[:, None] + 10 * k, torch.arange(3) + 10 * k) for k in range(4)]  # 4 scenes of 3
     steps, batch_of = example_batches(examples, batch=0, seed=0)
@@ -112,7 +111,7 @@ def test_nms_keeps_what_the_learned_score_prefers():
 def test_trainer_trains_only_the_scorer_and_inference_uses_it(tmp_path, bundled_toy):
     """Three scenes on the bundled model, then a scorer forced to prefer small proposals."""
     from mtml.data.toy import generate_scene
-    from mtml.infer import segment_scene
+    from mtml.predict.infer import segment_scene
 
     model, state = train_instance_head_on_bundled(tmp_path, bundled_toy, "score_proposals", "proposal_scorer",
                                                   cluster={"class_agnostic_proposals": True})
@@ -140,8 +139,8 @@ def test_given_labels_get_no_proposal_across_two_labels(bundled_toy):
     """The bundled model proposes class-agnostic pieces on its predicted labels; on a scan's own labels every
     instance keeps to one of them (on scenes 900-919, 19 instances crossed a label before this was so)."""
     from mtml.data.toy import generate_scene
-    from mtml.infer import segment_scene
     from mtml.model.model import load_checkpoint
+    from mtml.predict.infer import segment_scene
 
     path, experiment = bundled_toy
     model, _ = load_checkpoint(path)
@@ -155,7 +154,7 @@ def test_given_labels_get_no_proposal_across_two_labels(bundled_toy):
 
 def test_scorer_task_needs_the_scorer_switched_on(tmp_path, bundled_toy):
     from mtml.errors import InputError
-    from mtml.train import run_training
+    from mtml.train.trainers import run_training
 
     path, experiment = bundled_toy
     cfg = config_from_dict({**experiment, "name": "scorer_off",

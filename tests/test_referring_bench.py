@@ -4,15 +4,14 @@ import json
 
 import torch
 import yaml
+from conftest import TINY_REFERRING
 
 from mtml.cli import run_command
 from mtml.cli.bench import main as bench_main
 from mtml.data.referring import HANDMADE_SETS, evaluation_set_name, read_referring_json
-from mtml.eval import referring_table as rt
 from mtml.model.model import load_checkpoint
-from mtml.train import run_training
-
-from conftest import TINY_REFERRING
+from mtml.tables import referring_table as rt
+from mtml.train.trainers import run_training
 
 
 def _write_tiny_ablation_configs(folder):

@@ -7,8 +7,8 @@ import pytest
 
 from mtml.cli.infer import bundled_checkpoint
 from mtml.data.referring import HANDMADE_SETS
-from mtml.eval.referring_table import evaluate_rows
 from mtml.model.model import load_checkpoint
+from mtml.tables.referring_table import evaluate_rows
 
 pytestmark = pytest.mark.slow
 

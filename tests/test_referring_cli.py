@@ -35,8 +35,9 @@ def test_training_the_referring_head_leaves_the_rest_untouched(tiny_semantic_che
 
 def test_extra_training_scenes_join_the_training_set_of_toy_runs_only(tiny_semantic_checkpoint, tmp_path,
                                                                     monkeypatch):
-    import mtml.train_referring as tr
     from conftest import TINY_REFERRING
+
+    import mtml.train.referring as tr
     from mtml.config import config_from_dict
     from mtml.data.referring import TOY_EXTRA_SEED_START
     from mtml.errors import InputError
@@ -93,11 +94,11 @@ def test_one_sentence_writes_a_target_property_and_a_picture(tiny_referring_chec
 
 
 def test_all_sentences_share_one_network_pass(tiny_referring_checkpoint, tmp_path, capsys, monkeypatch):
-    import mtml.infer
+    import mtml.predict.infer
 
     calls = []
-    real = mtml.infer.network_outputs
-    monkeypatch.setattr(mtml.infer, "network_outputs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = mtml.predict.infer.network_outputs
+    monkeypatch.setattr(mtml.predict.infer, "network_outputs", lambda *a, **k: calls.append(1) or real(*a, **k))
     src = write_ply(tmp_path / "room.ply", generate_scene(8).points)
     code, _, err = _run([str(src), "--checkpoint", str(tiny_referring_checkpoint), "--out", str(tmp_path / "o"),
                          "--no-picture"] + [a for s in ("the pillar", "the cube", "the cabinet") for a in ("--refer", s)],

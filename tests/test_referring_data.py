@@ -368,8 +368,8 @@ def test_splits_are_by_scene():
 
 
 def test_extra_training_scenes_lie_outside_every_split_and_every_other_seed_block():
-    from mtml.eval.toy_table1 import HARDER_SEED_START
-    from mtml.train import VAL_SEED_START
+    from mtml.tables.toy_table1 import HARDER_SEED_START
+    from mtml.train.segment import VAL_SEED_START
 
     records = R.extra_training_records(3, seed=1)
     seeds = {R._parse_scene_id(r["scene_id"])[1] for r in records}
@@ -484,7 +484,7 @@ def test_drop_words_leaves_out_words_only():
 
 def test_training_descriptions_redraw_each_epoch_and_keep_targets_right():
     from mtml.data.voxelize import voxelize
-    from mtml.train_referring import training_descriptions, voxel_targets
+    from mtml.train.referring import training_descriptions, voxel_targets
 
     records = R.build_referring_split("toy", "train", 1, 4)
     scene = R.scene_for_record(records[0])

@@ -9,8 +9,14 @@ from torch.nn import functional as F
 
 from mtml.eval.referring import ReferringScores, box_of, mask_iou
 from mtml.losses.referring import area_loss, bce_loss, dice_loss, mask_loss, point_to_point_loss, referring_loss
-from mtml.model.referring import (GEOMETRY_CHANNELS, ReferringConfig, ReferringHead, count_parameters,
-                                  fourier_positions, pool_superpoints)
+from mtml.model.referring import (
+    GEOMETRY_CHANNELS,
+    ReferringConfig,
+    ReferringHead,
+    count_parameters,
+    fourier_positions,
+    pool_superpoints,
+)
 
 V, C, L, TEXT = 300, 8, 6, 384
 
@@ -357,8 +363,8 @@ def test_box_of():
 def test_referring_superpoints_are_instances_plus_one_segment_per_other_label():
     from types import SimpleNamespace
 
-    from mtml.cluster.pipeline import Instances
-    from mtml.infer import referring_superpoints
+    from mtml.predict.infer import referring_superpoints
+    from mtml.scene import Instances
 
     labels = np.array([0, 3, 3, 0, 5, 2, 0])  # voxels 4 and 5: no instance, labels 5 and 2; 0, 3, 6: floor
     result = SimpleNamespace(instances=Instances(masks=[np.array([1, 2]), np.array([4])], labels=np.array([3, 5]),

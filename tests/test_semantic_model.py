@@ -98,14 +98,14 @@ def test_scannet200_configs_anchor_the_200_class_names():
     from pathlib import Path
 
     from mtml.config import load_config
-    from mtml.train import set_text_anchors
+    from mtml.train.segment import set_text_anchors
 
     root = Path(__file__).resolve().parents[1]
     for name in ("scannet200_semantic_pretrain.yaml", "scannet200_semantic.yaml"):
         cfg = load_config(root / "configs" / name)
         assert cfg.model.semantic_head and not cfg.model.needs_labels and cfg.data.semantic_ignore == [0]
     assert cfg.loss.semantic == "cb_focal" and cfg.data.rare_instances > 0
-    from mtml.eval.labels import scannet_label_data
+    from mtml.labels import scannet_label_data
 
     names = scannet_label_data()["scannet200"]["names"]
     assert len(names) == 200 and cfg.model.num_classes == 201  # + "unlabeled"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mtml.data.toy import generate_scene
+from mtml.data.toy_cache import cache_toy_split
 from mtml.data.voxelize import voxelize
 from mtml.errors import InputError
-from mtml.data.toy_cache import cache_toy_split
 from mtml.io.store import VoxelStore, build_store
 from mtml.scene import Scene, VoxelGrid
 

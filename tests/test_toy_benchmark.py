@@ -5,7 +5,7 @@ import pytest
 
 from mtml.cli.infer import bundled_checkpoint
 from mtml.data.toy import toy_scene_seeds
-from mtml.eval import toy_table1 as t
+from mtml.tables import toy_table1 as t
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from mtml.cli import run_command
 from mtml.cli.train import main as train_main
 from mtml.errors import InputError
 from mtml.model.model import load_checkpoint
-from mtml.train import train
+from mtml.train.segment import train
 
 
 def test_train_writes_log_checkpoints_and_curves(tiny_config, tmp_path):
@@ -31,7 +31,7 @@ def test_resume_continues_after_last_epoch_and_matches_uninterrupted_run(tiny_co
     tiny_config.train.ema_decay = ema_decay  # with a weight average, last.pt holds it and the optimizer's weights
     full = train(tiny_config, tmp_path / "full", progress=False)
 
-    import mtml.train as train_module
+    import mtml.train.loop as train_module
 
     real_plot = train_module.plot_curves
 

@@ -1,20 +1,18 @@
-"""Test-time voting (``mtml.voting``): the copies of a scan, the vote, and the voted result on the bundled model."""
+"""Test-time voting (``mtml.predict.voting``): the copies of a scan, the vote, and the voted result on the bundled model."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from mtml.cluster.pipeline import Instances
 from mtml.config import config_from_dict
 from mtml.data.toy import generate_scene
 from mtml.data.voxelize import voxelize
-from mtml.eval.plain_scans import without_annotations
-from mtml.infer import segment_grid
 from mtml.model.model import load_checkpoint
-from mtml.scene import Scene
-from mtml.voting import (View, majority_labels, relabel_by_points, segment_grid_voted, view_grid, view_points,
-                         voting_views)
+from mtml.predict.infer import segment_grid, segment_grid_voted
+from mtml.predict.voting import View, majority_labels, relabel_by_points, view_grid, view_points, voting_views
+from mtml.scene import Instances, Scene
+from mtml.tables.plain_scans import without_annotations
 
 
 def test_views_in_order_turns_then_phases_then_mirrors():

@@ -1,13 +1,12 @@
-"""mtml.weight_average: the moving average of trained weights (train.ema_decay)."""
+"""mtml.train.weight_average: the moving average of trained weights (train.ema_decay)."""
 
 import pytest
 import torch
 from torch import nn
 
-from mtml.config import config_from_dict
 from mtml.model.model import load_checkpoint
-from mtml.train import train
-from mtml.weight_average import WeightAverage
+from mtml.train.segment import train
+from mtml.train.weight_average import WeightAverage
 
 
 def _net():

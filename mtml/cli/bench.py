@@ -23,7 +23,7 @@ def _checkpoints(args) -> tuple[str, str]:
 
     if args.train:
         from mtml.config import load_config
-        from mtml.train import train
+        from mtml.train.segment import train
 
         trained = {}
         for key, cfg_name in (("multi_task", "toy.yaml"), ("fe_only", "toy_fe_only.yaml")):
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
                        help="toy test scenes 900-999 (default) or the validation scenes 100000-100099")
     plain.add_argument("--vote", type=int, default=1, metavar="PASSES",
                        help="vote each point's label over this many turned, shifted and mirrored copies of the scene "
-                            "(1-16; mtml.voting; default 1: one pass)")
+                            "(1-16; mtml.predict.voting; default 1: one pass)")
     plain.add_argument("--out", default="mtml_bench")
     lt = sub.add_parser("longtail", help="seeds/001 Table 1: semantic mIoU / precision / recall over head, common, "
                                          "tail on the long-tail benchmark's test scenes")
@@ -85,8 +85,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from mtml.data.toy import toy_scene_seeds
-    from mtml.eval import toy_table1 as t
     from mtml.io.atomic import atomic_write_text
+    from mtml.tables import toy_table1 as t
 
     out = Path(args.out)
     if args.command == "toy-table1":
@@ -132,12 +132,12 @@ def _toy_plain(args, out: Path) -> None:
 
     from mtml.cli.infer import bundled_checkpoint
     from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, toy_scene_seeds
-    from mtml.eval.plain_scans import box_class_miou, evaluate_toy_plain
     from mtml.io.atomic import atomic_write_text
+    from mtml.tables.plain_scans import box_class_miou, evaluate_toy_plain
 
     ckpt = args.checkpoint or str(bundled_checkpoint("toy.pt"))
     if args.split == "val":
-        from mtml.train import VAL_SEED_START
+        from mtml.train.segment import VAL_SEED_START
 
         seeds = list(range(VAL_SEED_START, VAL_SEED_START + 100))[: args.scenes]
     else:
@@ -158,8 +158,8 @@ def _toy_plain(args, out: Path) -> None:
 def _longtail(args, out: Path) -> None:
     """mtml-bench longtail: train (optionally) and evaluate every row; print the table, write longtail.csv."""
     from mtml.data.longtail import longtail_scene_seeds
-    from mtml.eval import longtail_table as lt
     from mtml.io.atomic import atomic_write_text
+    from mtml.tables import longtail_table as lt
 
     if args.train:
         checkpoints = lt.train_longtail_methods(args.configs, args.runs)
@@ -177,8 +177,8 @@ def _referring(args, out: Path) -> None:
     referring.csv."""
     from mtml.cli.infer import bundled_checkpoint
     from mtml.data.referring import HANDMADE_SETS
-    from mtml.eval import referring_table as rt
     from mtml.io.atomic import atomic_write_text
+    from mtml.tables import referring_table as rt
 
     methods = rt.METHODS
     if args.checkpoint:

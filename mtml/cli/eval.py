@@ -25,11 +25,12 @@ from typing import TextIO
 import numpy as np
 
 from mtml.cli import int_at_least, run_command, subcommand_main
-from mtml.eval.instance_ap import InstanceAPResult, ScenePredictions, evaluate_instances
 from mtml.errors import InputError
-from mtml.eval.labels import ClassSet, class_set
+from mtml.eval.instance_ap import InstanceAPResult, evaluate_instances
 from mtml.io.atomic import atomic_write_text
 from mtml.io.benchmark import load_benchmark_scene, pair_benchmark_scenes
+from mtml.labels import ClassSet, class_set
+from mtml.scene import ScenePredictions
 
 
 def evaluate_and_report(
@@ -92,9 +93,10 @@ def _add_scannet_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run_instances(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mtml.eval.scenes import point_predictions, scene_gt_ids
+    from mtml.eval.scenes import point_predictions
     from mtml.io.instances import read_instance_outputs
     from mtml.io.ply import read_ply
+    from mtml.labels import scene_gt_ids
 
     classes = class_set(args.classes)
     gts = [read_ply(p) for p in args.gt]

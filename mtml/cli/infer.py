@@ -19,7 +19,7 @@ import torch
 
 from mtml.cli import run_command
 from mtml.errors import InputError
-from mtml.voting import MAX_PASSES
+from mtml.predict.voting import MAX_PASSES
 
 DEFAULT_CHECKPOINT = "toy.pt"
 # what --demo asks the referring head about toy test scene 900 (object 5; true by the generator's geometry)
@@ -90,11 +90,11 @@ def main(argv=None) -> int:
 
     from mtml.cluster.pipeline import ClusterConfig
     from mtml.config import config_from_dict
-    from mtml.data.voxelize import voxelize
-    from mtml.infer import network_outputs, referring_superpoints, segment_grid
-    from mtml.io.instances import write_instance_outputs, write_instance_picture, write_semantic_outputs
     from mtml.data.dataset import label_channels
+    from mtml.data.voxelize import voxelize
+    from mtml.io.instances import write_instance_outputs, write_instance_picture, write_semantic_outputs
     from mtml.model.model import inference_bytes_per_voxel, load_checkpoint
+    from mtml.predict.infer import network_outputs, referring_superpoints, segment_grid
 
     ckpt = args.checkpoint or bundled_checkpoint()
     model, state = load_checkpoint(ckpt, map_location=args.device)
@@ -112,8 +112,8 @@ def main(argv=None) -> int:
 
     text_features = None
     if args.refer:
-        from mtml.infer import encode_descriptions
         from mtml.model.text import make_text_encoder
+        from mtml.predict.infer import encode_descriptions
 
         text_features = encode_descriptions(make_text_encoder(model.cfg.text_encoder), args.refer, args.device)
     inputs = list(args.inputs)
@@ -176,9 +176,9 @@ def _write_referring(args, model, scene, grid, outputs, text_features, superpoin
     import json
 
     from mtml.eval.referring import box_of
-    from mtml.infer import refer_voxels
     from mtml.io.atomic import atomic_write_text
     from mtml.io.ply import write_ply
+    from mtml.predict.infer import refer_voxels
 
     pred = refer_voxels(model, grid, text_features, args.device, outputs, superpoints)
     point_masks = pred.masks[:, grid.point_to_voxel]

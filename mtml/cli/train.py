@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     if args.threads is not None:
         cfg.train.num_threads = args.threads
     out = args.out or f"runs/{cfg.name}"
-    from mtml.train import run_training
+    from mtml.train.trainers import run_training
 
     t0 = time.perf_counter()
     last = run_training(cfg, out, resume=args.resume, progress=not args.no_progress, init_checkpoint=args.init)

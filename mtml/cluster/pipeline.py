@@ -11,7 +11,7 @@ from mtml.cluster.components import semantic_components, semantic_segments
 from mtml.cluster.nms import nms
 from mtml.cluster.proposals import mean_shift_proposals, proposal_scores
 from mtml.data.voxelize import majority_per_group
-from mtml.scene import NO_INSTANCE, VoxelGrid
+from mtml.scene import Instances, VoxelGrid
 
 
 @dataclass
@@ -44,57 +44,9 @@ class ClusterConfig:
     floor_foot_offset: float = 0.01
     floor_foot_rise: float = 0.5
     # also propose mean-shift clusters whole across predicted labels (``mean_shift_proposals``), for a learned
-    # proposal score (``mtml.model.proposal_scorer``) to pick among; ``mtml.infer.segment_grid`` ignores it on
+    # proposal score (``mtml.model.proposal_scorer``) to pick among; ``mtml.predict.infer.segment_grid`` ignores it on
     # given labels
     class_agnostic_proposals: bool = False
-
-
-@dataclass
-class Instances:
-    """Instances over the voxels of one grid, best score first.
-
-    masks:  list of int64 row arrays into grid.coords.
-    labels: int64 [K] semantic label (majority of the mask's voxels).
-    scores: float64 [K] confidence in [0, 1].
-    """
-
-    masks: list = field(default_factory=list)
-    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    def __len__(self) -> int:
-        return len(self.masks)
-
-    def voxel_instance_ids(self, num_voxels: int) -> np.ndarray:
-        """int64 [V]: index of the instance holding each voxel (the best-scored one), -1 for none."""
-        ids = np.full(num_voxels, NO_INSTANCE, dtype=np.int64)
-        for k in range(len(self.masks) - 1, -1, -1):  # best last, so it wins overlaps
-            ids[self.masks[k]] = k
-        return ids
-
-    def point_instance_ids(self, grid: VoxelGrid, point_labels: np.ndarray | None = None) -> np.ndarray:
-        """int64 [N]: instance index of each input point (through its voxel), -1 for none.
-
-        With ``point_labels`` int64 [N] (the semantic input), a point joins its voxel's instance only if its own
-        label is the instance's label: a floor point in a voxel shared with a box stays floor.
-        """
-        ids = self.voxel_instance_ids(grid.num_voxels)[grid.point_to_voxel]
-        if point_labels is not None and len(self.labels):
-            has = ids >= 0
-            ids[has & (self.labels[np.maximum(ids, 0)] != point_labels)] = NO_INSTANCE
-        return ids
-
-    def point_masks(self, grid: VoxelGrid, point_labels: np.ndarray | None = None) -> np.ndarray:
-        """bool [K, N]: each instance's mask over the input points (overlaps kept as predicted; with
-        ``point_labels``, only points of the instance's label)."""
-        out = np.zeros((len(self.masks), len(grid.point_to_voxel)), dtype=bool)
-        for k, rows in enumerate(self.masks):
-            voxel_mask = np.zeros(grid.num_voxels, dtype=bool)
-            voxel_mask[rows] = True
-            out[k] = voxel_mask[grid.point_to_voxel]
-            if point_labels is not None:
-                out[k] &= point_labels == self.labels[k]
-        return out
 
 
 def _finalise(masks: list[np.ndarray], scores: np.ndarray, labels: np.ndarray, cfg: ClusterConfig,

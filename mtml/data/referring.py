@@ -94,7 +94,7 @@ HANDMADE_SETS = (HANDMADE_DESCRIPTIONS, HANDMADE_BLIND_DESCRIPTIONS, HANDMADE_BL
                  HANDMADE_BLIND6_DESCRIPTIONS)
 """The bundled hand-made description files, each scored as its own evaluation set (``evaluation_set_name``)."""
 TOY_VAL_SEED_START = 100_000
-"""First toy validation seed (as ``mtml.train.VAL_SEED_START``); the val split is 100 scenes from here."""
+"""First toy validation seed (as ``mtml.train.segment.VAL_SEED_START``); the val split is 100 scenes from here."""
 TOY_VAL_SCENES = 100
 TOY_EXTRA_SEED_START = 300_000
 """First seed of the extra toy training scenes of the referring head (``data.referring_extra_scenes``): scenes that

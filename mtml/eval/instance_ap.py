@@ -37,48 +37,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mtml.scene import ScenePredictions
+
 #: IoU thresholds, in the official order: 0.50, 0.55, ..., 0.90, then 0.25.
 OVERLAPS: np.ndarray = np.append(np.arange(0.5, 0.95, 0.05), 0.25)
-
-
-@dataclass
-class ScenePredictions:
-    """The predicted instances of one scene.
-
-    ``masks``: bool [P, N], one row per prediction over the scene's N vertices (points);
-    ``label_ids``: int64 [P], predicted class id per instance; ``scores``: float64 [P], confidence per instance.
-    Inputs are converted to these dtypes; ValueError when the shapes disagree.
-    """
-
-    masks: np.ndarray
-    label_ids: np.ndarray
-    scores: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.masks = np.asarray(self.masks)
-        if self.masks.dtype != np.bool_:
-            self.masks = self.masks != 0
-        self.label_ids = np.asarray(self.label_ids, dtype=np.int64).reshape(-1)
-        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
-        if self.masks.ndim != 2:
-            raise ValueError(f"masks must be 2-D [P, N], got shape {self.masks.shape}")
-        if not (self.masks.shape[0] == self.label_ids.size == self.scores.size):
-            raise ValueError(
-                f"{self.masks.shape[0]} masks, {self.label_ids.size} label ids and {self.scores.size} scores"
-            )
-
-    @classmethod
-    def empty(cls, num_vertices: int) -> ScenePredictions:
-        """No predictions for a scene of ``num_vertices`` vertices."""
-        return cls(np.zeros((0, num_vertices), bool), np.zeros(0, np.int64), np.zeros(0, np.float64))
-
-    def __len__(self) -> int:
-        return int(self.masks.shape[0])
-
-    @property
-    def num_vertices(self) -> int:
-        """N, the number of vertices each mask covers."""
-        return int(self.masks.shape[1])
 
 
 @dataclass

@@ -7,24 +7,15 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from mtml.cluster.pipeline import ClusterConfig, Instances, baseline_instances
+from mtml.cluster.pipeline import ClusterConfig, baseline_instances
 from mtml.data.voxelize import voxelize
-from mtml.eval.instance_ap import InstanceAPResult, ScenePredictions, evaluate_instances
-from mtml.eval.labels import ClassSet
-from mtml.scene import Scene, VoxelGrid
+from mtml.eval.instance_ap import InstanceAPResult, evaluate_instances
+from mtml.labels import ClassSet, scene_gt_ids
+from mtml.scene import Instances, Scene, ScenePredictions, VoxelGrid
 
 Segmenter = Callable[[Scene], tuple[VoxelGrid, Instances, np.ndarray]]
 """A method under evaluation: Scene -> (its voxel grid, instances over the grid's voxels, the semantic label of
 each point, int64 [N], that the instances were built on)."""
-
-
-def scene_gt_ids(scene: Scene, thing_classes: Sequence[int]) -> np.ndarray:
-    """Ground truth in ScanNet's encoding: int64 [N] = label * 1000 + instance + 1 for points of thing classes
-    with an instance, 0 elsewhere (floor, unlabelled)."""
-    ids = np.zeros(scene.num_points, dtype=np.int64)
-    has = (scene.instances >= 0) & np.isin(scene.labels, np.asarray(thing_classes))
-    ids[has] = scene.labels[has] * 1000 + scene.instances[has] + 1
-    return ids
 
 
 def point_predictions(masks: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> ScenePredictions:
@@ -42,8 +33,8 @@ def model_segmenter(model, cluster_cfg: ClusterConfig, voxel_size: float, use_gi
                     vote_passes: int = 1) -> Segmenter:
     """Segmenter running the MTML network and post-processing; with ``use_given_labels=False`` a model with a
     semantic head ignores the scene's labels and builds instances on its own predictions (voted over
-    ``vote_passes`` copies of the scene, ``mtml.voting``)."""
-    from mtml.infer import segment_scene
+    ``vote_passes`` copies of the scene, ``mtml.predict.voting``)."""
+    from mtml.predict.infer import segment_scene
 
     def run(scene: Scene):
         res = segment_scene(model, scene, cluster_cfg, voxel_size, use_given_labels=use_given_labels,
@@ -88,7 +79,7 @@ def evaluate_semantic(model, scenes: Iterable[Scene], voxel_size: float, confusi
                       progress: bool = True, desc: str = "eval", total: Optional[int] = None):
     """Feed a ``SemanticConfusion`` with the semantic head's point labels (through each point's voxel) against
     the scenes' ground-truth labels (``semantic_ignore`` labels not scored); returns the confusion."""
-    from mtml.infer import predict_voxels
+    from mtml.predict.infer import predict_voxels
 
     for scene in tqdm(scenes, desc=desc, disable=not progress, leave=False, total=total):
         grid = voxelize(scene, voxel_size)

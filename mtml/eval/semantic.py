@@ -262,7 +262,7 @@ def semantic_scores(pred: np.ndarray, gt: np.ndarray, class_ids: Sequence[int],
 
 def scannet200_splits() -> dict[int, str]:
     """ScanNet200 class id -> "head" / "common" / "tail" (from ``mtml/resources/scannet_labels.json``)."""
-    from mtml.eval.labels import scannet_label_data
+    from mtml.labels import scannet_label_data
 
     data = scannet_label_data()
     id_of = {str(n): int(i) for i, n in zip(data["scannet200"]["ids"], data["scannet200"]["names"])}

@@ -6,8 +6,8 @@ from typing import Iterable, Optional
 
 from mtml.data.toy import ToySceneConfig, generate_scene
 from mtml.eval.instance_ap import InstanceAPResult
-from mtml.eval.labels import toy_instance_classes
 from mtml.eval.scenes import Segmenter, evaluate_scenes
+from mtml.labels import toy_instance_classes
 
 
 def evaluate_toy(segment: Segmenter, seeds: Iterable[int], toy_cfg: Optional[ToySceneConfig] = None,

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from mtml.errors import InputError
-from mtml.eval.instance_ap import ScenePredictions
 from mtml.io.atomic import atomic_write_text
+from mtml.scene import ScenePredictions
 
 #: Folder, beside the prediction files, that ``write_scene_predictions`` puts masks in.
 PRED_MASK_DIR = "pred_mask"

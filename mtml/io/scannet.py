@@ -42,10 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from mtml.errors import InputError
-from mtml.eval.labels import class_set, scannet_label_data
-from mtml.eval.scenes import scene_gt_ids
 from mtml.io.atomic import atomic_write_text
 from mtml.io.ply import read_ply
+from mtml.labels import class_set, scannet_label_data, scene_gt_ids
 from mtml.scene import NO_INSTANCE, Scene
 
 #: Benchmarks ``read_scannet_scan`` can label a scan for.

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtml.cluster.pipeline import Instances
-from mtml.scene import VoxelGrid
+from mtml.scene import Instances, VoxelGrid
 
 GEOMETRY_FEATURES = 4
 """Shape features per instance: footprint long side and short side (m, along the footprint's principal axes),

@@ -23,7 +23,7 @@ Pipeline (``ReferringHead.forward``), for S descriptions of one scene with V vox
 
 Superpoints (``superpoints``): LESS runs on superpoints, an over-segmentation whose segments are each part of one
 object, not on single points. Here the superpoints are the instances the frozen MTML heads find, plus one segment
-per semantic label for the rest (``mtml.infer.referring_superpoints``). Step 1 then pools the voxel features of each
+per semantic label for the rest (``mtml.predict.infer.referring_superpoints``). Step 1 then pools the voxel features of each
 superpoint (mean) and appends its geometry (extent, bottom and top height, log voxel count: ``pool_superpoints``);
 steps 2-4 run on the P superpoints, and every voxel takes its superpoint's mask logit and features. After step 2,
 ``context_layers`` transformer layers run over each description's sentence-aware superpoints together with its

@@ -15,14 +15,12 @@ mirrors.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from mtml.cluster.pipeline import ClusterConfig, Instances
 from mtml.data.voxelize import NO_INSTANCE, majority_per_group, voxelize
-from mtml.scene import Scene, VoxelGrid
+from mtml.scene import Instances, Scene, VoxelGrid
 
 MAX_PASSES = 16
 
@@ -91,31 +89,3 @@ def relabel_by_points(instances: Instances, grid: VoxelGrid, point_labels: np.nd
     return relabel_instances(instances, grid.labels, new, stuff_classes)
 
 
-def segment_grid_voted(model, scene: Scene, grid: VoxelGrid, cluster_cfg: ClusterConfig, passes: int,
-                       device: str = "cpu", outputs: dict | None = None, max_voxels: int | None = None):
-    """``mtml.infer.segment_grid`` on predicted labels, voted over ``passes`` copies of the scan (module docstring).
-
-    scene, grid: the scan as given and its grid (the first copy; ``outputs``: the network's outputs on it, when
-    the caller already ran it). Returns a ``SceneResult`` over ``grid``: the first copy's instances and network
-    outputs, the voted point labels, and the timings summed over the copies.
-    """
-    from mtml.infer import segment_grid
-
-    views = voting_views(passes)
-    first = segment_grid(model, scene, grid, cluster_cfg, device, use_given_labels=False, outputs=outputs)
-    if passes == 1:
-        return first
-    label_sets = [first.point_labels]
-    timings = dict(first.timings)
-    for view in views[1:]:
-        t0 = time.perf_counter()
-        copy, copy_grid = view_grid(scene, view, grid.voxel_size, max_voxels)
-        timings["voting_voxelize"] = timings.get("voting_voxelize", 0.0) + time.perf_counter() - t0
-        res = segment_grid(model, copy, copy_grid, cluster_cfg, device, use_given_labels=False)
-        for key, seconds in res.timings.items():
-            timings[key] = timings[key] + seconds
-        label_sets.append(res.point_labels)
-    point_labels = majority_labels(np.stack(label_sets))
-    instances, voxel_labels = relabel_by_points(first.instances, first.grid, point_labels, cluster_cfg.stuff_classes)
-    return dataclasses.replace(first, grid=dataclasses.replace(first.grid, labels=voxel_labels), instances=instances,
-                               point_labels=point_labels, timings=timings)

@@ -8,7 +8,7 @@ voxel features are computed once and kept in memory; so are the text features of
 ``data.referring_redraw`` or ``data.referring_word_dropout`` change the text at every step
 (``training_descriptions``).
 
-Writes the same files as ``mtml.train.train``: config.yaml, metrics.jsonl, last.pt / best.pt (by validation
+Writes the same files as ``mtml.train.segment.train``: config.yaml, metrics.jsonl, last.pt / best.pt (by validation
 Acc@0.5), curves.png; ``resume`` continues after the last finished epoch.
 """
 
@@ -61,7 +61,13 @@ class ReferringScenes:
             return self._cache[name]
         from mtml.data.referring import referring_target_mask, scene_for_record
         from mtml.data.voxelize import voxelize
-        from mtml.infer import encode_descriptions, network_outputs, referring_superpoints, segment_grid, voxel_centres
+        from mtml.predict.infer import (
+            encode_descriptions,
+            network_outputs,
+            referring_superpoints,
+            segment_grid,
+            voxel_centres,
+        )
 
         records = self.by_scene[name]
         scene = scene_for_record(records[0])
@@ -114,9 +120,9 @@ def evaluate_referring(model: MTMLNet, scenes: ReferringScenes, progress: bool =
     """``mtml.eval.referring.ReferringScores`` of the model's referring head over every description of
     ``scenes``, at the points (a point is in the answer when its voxel is). The time per scan is the network's
     pass (measured when the scene's features were computed) plus the referring head's for all its descriptions."""
-    from mtml.eval.referring import ReferringScores
     from mtml.data.referring import referring_target_mask
-    from mtml.infer import referring_masks
+    from mtml.eval.referring import ReferringScores
+    from mtml.predict.infer import referring_masks
 
     scores = ReferringScores()
     head = model.referring_head
@@ -143,11 +149,11 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     ``data.kind`` (toy or longtail); every other weight comes from ``init_checkpoint`` (required) and is frozen.
     Returns ``out_dir/last.pt``."""
     from mtml.data.referring import build_referring_split, extra_training_records
-    from mtml.infer import encode_descriptions
     from mtml.losses.referring import referring_loss
     from mtml.model.referring import ReferringConfig
     from mtml.model.text import make_text_encoder
-    from mtml.train import _checkpoint_extra, fit_epochs, start_frozen_model_run
+    from mtml.predict.infer import encode_descriptions
+    from mtml.train.loop import checkpoint_extra, fit_epochs, start_frozen_model_run
 
     if not cfg.model.referring:
         raise InputError(None, "train.task 'refer' needs model.referring settings")
@@ -187,5 +193,5 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
         return val, val["acc50"]
 
     return fit_epochs(cfg, run.out, model, run.opt, len(train_set), step_losses, validate_epoch,
-                      lambda epoch, best, seconds: _checkpoint_extra(cfg, epoch, best, seconds, run.class_counts),
+                      lambda epoch, best, seconds: checkpoint_extra(cfg, epoch, best, seconds, run.class_counts),
                       run.start_epoch, run.best_score, run.elapsed, progress, shown=("acc50", "miou"))

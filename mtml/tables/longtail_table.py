@@ -8,8 +8,8 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-from mtml.eval.methods import Method, train_methods
 from mtml.eval.semantic import SemanticResult
+from mtml.tables.methods import Method, train_methods
 
 GROUPS = ("head", "common", "tail")
 
@@ -46,7 +46,12 @@ def evaluate_checkpoint(path: str | Path, seeds: Sequence[int], progress: bool =
     """Semantic metrics of a checkpoint's semantic head on long-tail scenes (the ``seeds``), grouped by the
     benchmark's head / common / tail split."""
     from mtml.config import config_from_dict
-    from mtml.data.longtail import LONGTAIL_CLASS_NAMES, LongtailSceneConfig, generate_longtail_scene, longtail_class_splits
+    from mtml.data.longtail import (
+        LONGTAIL_CLASS_NAMES,
+        LongtailSceneConfig,
+        generate_longtail_scene,
+        longtail_class_splits,
+    )
     from mtml.eval.scenes import evaluate_semantic
     from mtml.eval.semantic import SemanticConfusion
     from mtml.model.model import load_checkpoint

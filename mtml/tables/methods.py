@@ -23,10 +23,10 @@ def train_methods(configs_dir: str | Path, out_dir: str | Path, methods: Sequenc
                   prerequisites: Sequence[Method] = (), init_checkpoint: Optional[str] = None,
                   progress: bool = True) -> dict[str, Path]:
     """Train every row of ``methods`` into ``out_dir/<key>/``, after the ``prerequisites`` rows that some of
-    them start from, resuming runs that were interrupted (``mtml.train.run_training``, so the config's
+    them start from, resuming runs that were interrupted (``mtml.train.segment.run_training``, so the config's
     ``train.task`` picks the trainer). Returns row key -> final checkpoint (``out_dir/<key>/last.pt``)."""
     from mtml.config import load_config
-    from mtml.train import run_training
+    from mtml.train.trainers import run_training
 
     needed = {m.init_from for m in methods}
     done: dict[str, Path] = {}

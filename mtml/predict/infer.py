@@ -5,53 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import torch
 
-from mtml.cluster.pipeline import ClusterConfig, Instances, segment_instances
+from mtml.cluster.pipeline import ClusterConfig, segment_instances
 from mtml.data.dataset import network_input
 from mtml.data.voxelize import point_labels_at_floor, voxelize
 from mtml.model.model import MTMLNet
-from mtml.scene import Scene, VoxelGrid
-
-
-@dataclass
-class VoxelPredictions:
-    """The network's outputs at a grid's occupied voxels (rows in the order of grid.coords).
-
-    embedding: float32 [V, D] metric feature embedding.
-    direction: float32 [V, 3] predicted direction to the object centre (unnormalised).
-    labels:    int64 [V] predicted semantic label ids, or None for a model without a semantic head.
-    features:  float32 [V, Ds] language-grounded features, or None.
-    probabilities: float32 [V, C] class probabilities (class channels in ``model.cfg.channel_ids()`` order), or None.
-    """
-
-    embedding: np.ndarray
-    direction: np.ndarray
-    labels: Optional[np.ndarray] = None
-    features: Optional[np.ndarray] = None
-    probabilities: Optional[np.ndarray] = None
-
-
-@dataclass
-class SceneResult:
-    """What inference produced for one scene: its grid (whose labels are those the instances were built on),
-    the instances over the grid's voxels, the point labels, where they came from, and timings (s).
-
-    point_labels:  int64 [N] semantic label of each input point (given, or predicted through its voxel).
-    labels_source: "given" (the scan's labels) or "predicted" (the semantic head).
-    """
-
-    scene: Scene
-    grid: VoxelGrid
-    instances: Instances
-    point_labels: np.ndarray
-    labels_source: str
-    timings: dict = field(default_factory=dict)
-    voxel_predictions: Optional[VoxelPredictions] = None
+from mtml.predict.voting import majority_labels, relabel_by_points, view_grid, voting_views
+from mtml.scene import Instances, ReferringPrediction, Scene, SceneResult, VoxelGrid, VoxelPredictions
 
 
 @torch.no_grad()
@@ -89,12 +53,12 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
     floor when ``cluster_cfg.floor_label`` is set. On given labels, ``cluster_cfg.class_agnostic_proposals`` is
     ignored, so that every instance keeps to one given label. ``outputs``: the network's outputs when the caller
     already ran it (``network_outputs``). ``vote_passes`` > 1: on predicted labels, each point's label is voted
-    over that many turned, shifted and mirrored copies of the scan (``mtml.voting``; ``max_voxels`` bounds the
+    over that many turned, shifted and mirrored copies of the scan (``mtml.predict.voting``; ``max_voxels`` bounds the
     copies' grids).
     """
     given = grid.labels is not None and (use_given_labels or model.cfg.needs_labels)
     if vote_passes > 1 and not given:
-        from mtml.voting import segment_grid_voted
+        from mtml.predict.infer import segment_grid_voted
 
         return segment_grid_voted(model, scene, grid, cluster_cfg, vote_passes, device, outputs, max_voxels)
     t0 = time.perf_counter()
@@ -183,20 +147,6 @@ def encode_descriptions(encoder, descriptions: list[str], device: str = "cpu") -
     return words.clone().to(device), mask.clone().to(device), sentences.clone().to(device)
 
 
-@dataclass
-class ReferringPrediction:
-    """The referring head's answer for S descriptions of one grid.
-
-    masks:  bool [S, V] the voxels of the referred object.
-    scores: float64 [S] confidence: the mean mask probability over the chosen voxels.
-    probabilities: float32 [S, V] per-voxel mask probabilities.
-    """
-
-    masks: np.ndarray
-    scores: np.ndarray
-    probabilities: np.ndarray
-
-
 def referring_superpoints(result: SceneResult) -> np.ndarray:
     """The superpoints the referring head runs on, from a scene's inference result: int64 [V] ids in [0, P) over
     the grid's voxels. Each instance is one superpoint; the voxels of no instance form one superpoint per semantic
@@ -241,3 +191,31 @@ def referring_masks(prob: np.ndarray) -> np.ndarray:
     empty = ~masks.any(axis=1)
     masks[empty] = prob[empty] >= 0.5 * prob[empty].max(axis=1, keepdims=True)
     return masks
+
+
+def segment_grid_voted(model, scene: Scene, grid: VoxelGrid, cluster_cfg: ClusterConfig, passes: int,
+                       device: str = "cpu", outputs: dict | None = None, max_voxels: int | None = None):
+    """``mtml.predict.infer.segment_grid`` on predicted labels, voted over ``passes`` copies of the scan (module docstring).
+
+    scene, grid: the scan as given and its grid (the first copy; ``outputs``: the network's outputs on it, when
+    the caller already ran it). Returns a ``SceneResult`` over ``grid``: the first copy's instances and network
+    outputs, the voted point labels, and the timings summed over the copies.
+    """
+    views = voting_views(passes)
+    first = segment_grid(model, scene, grid, cluster_cfg, device, use_given_labels=False, outputs=outputs)
+    if passes == 1:
+        return first
+    label_sets = [first.point_labels]
+    timings = dict(first.timings)
+    for view in views[1:]:
+        t0 = time.perf_counter()
+        copy, copy_grid = view_grid(scene, view, grid.voxel_size, max_voxels)
+        timings["voting_voxelize"] = timings.get("voting_voxelize", 0.0) + time.perf_counter() - t0
+        res = segment_grid(model, copy, copy_grid, cluster_cfg, device, use_given_labels=False)
+        for key, seconds in res.timings.items():
+            timings[key] = timings[key] + seconds
+        label_sets.append(res.point_labels)
+    point_labels = majority_labels(np.stack(label_sets))
+    instances, voxel_labels = relabel_by_points(first.instances, first.grid, point_labels, cluster_cfg.stuff_classes)
+    return dataclasses.replace(first, grid=dataclasses.replace(first.grid, labels=voxel_labels), instances=instances,
+                               point_labels=point_labels, timings=timings)

@@ -14,7 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
+import numpy as np
+
 from mtml.errors import InputError
+from mtml.scene import Scene
 
 #: ScanNet200 categories that are not objects and are left out of its instance evaluation
 #: (``VALID_PANOPTIC_IDS`` / ``CLASS_LABELS_PANOPTIC`` in the official ``scannet200_constants.py``).
@@ -148,3 +151,12 @@ def label_names(benchmark: str) -> dict[int, str]:
         data = scannet_label_data()[benchmark]
         return {0: "unlabeled", **{int(i): str(n) for i, n in zip(data["ids"], data["names"])}}
     raise InputError(None, f"unknown benchmark {benchmark!r} (toy, longtail, scannet20, scannet200)")
+
+
+def scene_gt_ids(scene: Scene, thing_classes: Sequence[int]) -> np.ndarray:
+    """Ground truth in ScanNet's encoding: int64 [N] = label * 1000 + instance + 1 for points of thing classes
+    with an instance, 0 elsewhere (floor, unlabelled)."""
+    ids = np.zeros(scene.num_points, dtype=np.int64)
+    has = (scene.instances >= 0) & np.isin(scene.labels, np.asarray(thing_classes))
+    ids[has] = scene.labels[has] * 1000 + scene.instances[has] + 1
+    return ids

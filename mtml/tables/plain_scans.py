@@ -8,9 +8,9 @@ import dataclasses
 from typing import Iterable, Optional
 
 from mtml.eval.instance_ap import InstanceAPResult
-from mtml.eval.labels import ClassSet
 from mtml.eval.scenes import Segmenter, evaluate_scenes, model_segmenter
 from mtml.eval.semantic import SemanticConfusion, SemanticResult
+from mtml.labels import ClassSet
 from mtml.scene import Scene
 
 
@@ -21,7 +21,7 @@ def without_annotations(scene: Scene) -> Scene:
 
 def plain_scan_segmenter(model, cluster_cfg, voxel_size: float, vote_passes: int = 1) -> Segmenter:
     """Segmenter that hands the model each scene without its annotations (labels voted over ``vote_passes``
-    copies of the scene, ``mtml.voting``)."""
+    copies of the scene, ``mtml.predict.voting``)."""
     segment = model_segmenter(model, cluster_cfg, voxel_size, use_given_labels=False, vote_passes=vote_passes)
     return lambda scene: segment(without_annotations(scene))
 
@@ -30,7 +30,7 @@ def evaluate_plain_scans(model, cluster_cfg, voxel_size: float, scenes: Iterable
                          class_names: dict, progress: bool = True, total: Optional[int] = None,
                          desc: str = "plain scans", vote_passes: int = 1) -> tuple[InstanceAPResult, SemanticResult]:
     """Instance AP (ScanNet rules, over ``classes``) and semantic metrics (over the model's classes) of a model
-    with a semantic head on scenes whose annotations it never sees; ``vote_passes``: see ``mtml.voting``."""
+    with a semantic head on scenes whose annotations it never sees; ``vote_passes``: see ``mtml.predict.voting``."""
     if model.semantic_head is None:
         raise ValueError("plain-scan evaluation needs a model with a semantic head")
     confusion = SemanticConfusion(model.cfg.channel_ids())
@@ -42,10 +42,10 @@ def evaluate_plain_scans(model, cluster_cfg, voxel_size: float, scenes: Iterable
 def evaluate_toy_plain(checkpoint: str, seeds, progress: bool = True,
                        vote_passes: int = 1) -> tuple[InstanceAPResult, SemanticResult]:
     """``evaluate_plain_scans`` of a toy checkpoint (with its own cluster settings) on the toy scenes ``seeds``,
-    labels voted over ``vote_passes`` copies of each scene (``mtml.voting``)."""
+    labels voted over ``vote_passes`` copies of each scene (``mtml.predict.voting``)."""
     from mtml.config import config_from_dict
     from mtml.data.toy import TOY_CLASS_NAMES, generate_scene
-    from mtml.eval.labels import toy_instance_classes
+    from mtml.labels import toy_instance_classes
     from mtml.model.model import load_checkpoint
 
     model, state = load_checkpoint(checkpoint)

@@ -36,7 +36,7 @@ def _frozen_predictions(model: MTMLNet, cfg: ExperimentConfig, scenes, progress:
     """For each scene (Scenes with labels): (its grid with the true labels and instances, the same grid with the
     frozen model's predicted labels, the model's ``VoxelPredictions``)."""
     from mtml.data.voxelize import voxelize
-    from mtml.infer import predict_voxels
+    from mtml.predict.infer import predict_voxels
 
     for scene in tqdm(scenes, desc=desc, disable=not progress, leave=False):
         grid = voxelize(scene, cfg.data.voxel_size)
@@ -51,8 +51,8 @@ def instance_examples(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: b
     proposal scorer when it has one, as at inference); instances without a target (all voxels ignored) are left
     out."""
     from mtml.cluster.pipeline import segment_instances
-    from mtml.infer import learned_proposal_scores
     from mtml.model.instance_classifier import instance_descriptors, instance_targets
+    from mtml.predict.infer import learned_proposal_scores
 
     examples = []
     for grid, predicted, pred in _frozen_predictions(model, cfg, scenes, progress, desc):
@@ -106,7 +106,8 @@ def train_instance_head(cfg: ExperimentConfig, out_dir: str | os.PathLike, resum
                         progress: bool = True, init_checkpoint: Optional[str] = None) -> Path:
     """Train the head ``cfg.train.task`` names (``INSTANCE_HEAD_OF_TASK``) on the instances or proposals of
     ``init_checkpoint`` (required; every other weight comes from it and is frozen). Returns ``out_dir/last.pt``."""
-    from mtml.train import DATASETS, _checkpoint_extra, fit_epochs, selection_score, start_frozen_model_run, validate
+    from mtml.train.loop import checkpoint_extra, fit_epochs, selection_score, start_frozen_model_run, validate
+    from mtml.train.segment import DATASETS
 
     task = cfg.train.task
     head = INSTANCE_HEAD_OF_TASK[task]
@@ -144,5 +145,5 @@ def train_instance_head(cfg: ExperimentConfig, out_dir: str | os.PathLike, resum
         return metrics, selection_score(metrics, cfg.train.select_by)
 
     return fit_epochs(cfg, run.out, model, run.opt, num_steps, step_losses, validate_epoch,
-                      lambda epoch, best, seconds: _checkpoint_extra(cfg, epoch, best, seconds, run.class_counts),
+                      lambda epoch, best, seconds: checkpoint_extra(cfg, epoch, best, seconds, run.class_counts),
                       run.start_epoch, run.best_score, run.elapsed, progress)

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mtml.eval.methods import Method, train_methods
+from mtml.tables.methods import Method, train_methods
 
 METHODS = (
     Method("full", "LESS (PWCA + QSA + L_area + L_p2p)", "referring_ablation.yaml", init_from="checkpoint"),
@@ -46,7 +46,7 @@ def evaluate_rows(checkpoints: dict, num_scenes: Optional[int] = None, handmade:
     from mtml.data.referring import build_referring_split, evaluation_set_name, read_referring_json
     from mtml.model.model import load_checkpoint
     from mtml.model.text import make_text_encoder
-    from mtml.train_referring import ReferringScenes, evaluate_referring
+    from mtml.train.referring import ReferringScenes, evaluate_referring
 
     out = {}
     for key, path in checkpoints.items():
