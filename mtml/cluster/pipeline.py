@@ -32,17 +32,19 @@ class ClusterConfig:
     exclusive: bool = True
     use_direction: bool = True
     stuff_classes: Sequence[int] = (0,)
+    # The floor rules below are the toy benchmark's (boxes on a flat floor): off here, switched on and set only by
+    # the toy config bases (configs/_base_/cluster/toy.yaml, toy_floor.yaml).
     # predicted labels only: points within floor_tolerance (m) of the floor height are floor, and the object points
     # of floor voxels take the nearest object's label (``mtml.data.voxelize.point_labels_at_floor``); None: off
     floor_label: Optional[int] = None
-    floor_tolerance: float = 0.03
+    floor_tolerance: float = 0.0
     # with floor_label: a floor-height point on the plane of an object's side (fitted to the object points just
     # above the floor within this horizontal radius, m), or at most floor_foot_offset (m) plus floor_foot_rise times
     # its height above the floor outside it, is the foot of that side and takes its label
     # (``mtml.data.voxelize.point_labels_at_floor``); radius 0: off
-    floor_foot_radius: float = 0.05
-    floor_foot_offset: float = 0.01
-    floor_foot_rise: float = 0.5
+    floor_foot_radius: float = 0.0
+    floor_foot_offset: float = 0.0
+    floor_foot_rise: float = 0.0
     # also propose mean-shift clusters whole across predicted labels (``mean_shift_proposals``), for a learned
     # proposal score (``mtml.model.proposal_scorer``) to pick among; ``mtml.predict.infer.segment_grid`` ignores it on
     # given labels

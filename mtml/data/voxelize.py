@@ -68,7 +68,7 @@ def voxelize(
         raise InputError(
             scene.source or scene.name,
             f"grid of {shape[0]}x{shape[1]}x{shape[2]} = {num_cells} voxels at {voxel_size} m exceeds the "
-            f"limit of {max_voxels} voxels (raise --max-voxels or use a larger voxel size)",
+            f"limit of {max_voxels} voxels (raise the memory limit or use a larger voxel size)",
         )
     flat = (cell[:, 0] * shape[1] + cell[:, 1]) * shape[2] + cell[:, 2]
     uniq, point_to_voxel = np.unique(flat, return_inverse=True)
@@ -104,9 +104,13 @@ def grid_to_scene(grid: VoxelGrid, name: str = "grid", source: str = "") -> Scen
 
 
 def point_labels_at_floor(points: np.ndarray, grid: VoxelGrid, voxel_labels: np.ndarray, floor_label: int,
-                          tolerance: float, foot_radius: float = 0.0, foot_offset: float = 0.01,
+                          tolerance: float, foot_radius: float = 0.0, foot_offset: float = 0.0,
                           foot_rise: float = 0.0) -> np.ndarray:
     """Point labels from voxel labels, sharpened where one voxel holds both floor and an object.
+
+    A heuristic of the toy benchmark (boxes standing on a flat floor): ``mtml.predict.infer`` runs it only where
+    ``ClusterConfig.floor_label`` is set, which only the toy config bases do (configs/_base_/cluster/toy_floor.yaml;
+    the toy values of the other settings: configs/_base_/cluster/toy.yaml). The foot rule is off by default.
 
     points float [N, 3] (metres, the grid's scene); voxel_labels int64 [V]. Each point takes its voxel's label,
     except:
