@@ -1,9 +1,9 @@
-"""Class sets for instance evaluation: the ids, names and optional category groups a benchmark scores.
+"""Class sets for instance evaluation (``ClassSet``: the ids, names and optional category groups a benchmark
+scores) and ScanNet's label data, which ship in ``mtml/resources/scannet_labels.json`` (ScanNet20 / ScanNet200 ids and
+names, the 18 ScanNet instance-evaluation classes and ScanNet200's head / common / tail split).
 
-The ScanNet label data ship in ``mtml/resources/scannet_labels.json`` (ScanNet20 / ScanNet200 ids and names, the
-18 ScanNet instance-evaluation classes and ScanNet200's head / common / tail split).
-
-``class_set(name)`` looks a set up in a small registry; other modules add their own with ``register_class_set``.
+Nothing here is specific to a dataset of ours: the registry of datasets, their class sets and label names by name
+(``class_set("toy")``, ``label_names("longtail")``, ...) is ``mtml.data.registry``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from types import MappingProxyType
 
 import numpy as np
 
@@ -72,85 +73,40 @@ def scannet20_instance_classes() -> ClassSet:
     return ClassSet("scannet20", tuple(data["ids"]), tuple(data["names"]))
 
 
+def scannet200_class_splits() -> dict[int, str]:
+    """ScanNet200 category id -> "head" / "common" / "tail" (``mtml/resources/scannet_labels.json``'s splits), for
+    every one of the 200 categories the splits name, in split order."""
+    data = scannet_label_data()
+    id_of = {str(n): int(i) for i, n in zip(data["scannet200"]["ids"], data["scannet200"]["names"])}
+    return {id_of[n]: split for split, names in data["splits"].items() for n in names if n in id_of}
+
+
 def scannet200_instance_classes() -> ClassSet:
     """ScanNet200's instance classes: the 200 benchmark categories (raw category ids, official order) less
     wall and floor, i.e. 198 classes; groups ``head`` / ``common`` / ``tail`` hold the ids of each split's classes."""
     data = scannet_label_data()
     all200 = data["scannet200"]
     pairs = [(int(i), str(n)) for i, n in zip(all200["ids"], all200["names"]) if n not in SCANNET200_NON_INSTANCE_NAMES]
-    id_of = {n: i for i, n in pairs}
-    position = {i: k for k, (i, _) in enumerate(pairs)}
-    groups = {
-        split: tuple(sorted((id_of[n] for n in names if n in id_of), key=position.__getitem__))
-        for split, names in data["splits"].items()
-    }
+    split_of = scannet200_class_splits()
+    groups = {split: tuple(i for i, _ in pairs if split_of.get(i) == split) for split in data["splits"]}
     return ClassSet("scannet200", tuple(i for i, _ in pairs), tuple(n for _, n in pairs), groups)
 
 
-def toy_instance_classes() -> ClassSet:
-    """The five box classes of the synthetic toy benchmark (``mtml.data.toy``), ids 1..5."""
-    from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS
-
-    return ClassSet("toy", tuple(TOY_INSTANCE_CLASS_IDS), tuple(TOY_CLASS_NAMES[i] for i in TOY_INSTANCE_CLASS_IDS))
-
-
-def longtail_instance_classes() -> ClassSet:
-    """The 44 object classes of the long-tail synthetic benchmark (``mtml.data.longtail``), ids 2..45 (no floor,
-    wall); groups ``head`` / ``common`` / ``tail`` as measured by ``longtail_class_splits`` (cached)."""
-    from mtml.data.longtail import LONGTAIL_CLASS_NAMES, LONGTAIL_OBJECT_CLASS_IDS, longtail_class_splits
-
-    split = longtail_class_splits()
-    groups = {g: tuple(i for i in LONGTAIL_OBJECT_CLASS_IDS if split[i] == g) for g in ("head", "common", "tail")}
-    names = tuple(LONGTAIL_CLASS_NAMES[i] for i in LONGTAIL_OBJECT_CLASS_IDS)
-    return ClassSet("longtail", LONGTAIL_OBJECT_CLASS_IDS, names, groups)
-
-
-_REGISTRY: dict[str, Callable[[], ClassSet]] = {
+SCANNET_INSTANCE_CLASS_SETS: Mapping[str, Callable[[], ClassSet]] = MappingProxyType({
     "scannet20": scannet20_instance_classes,
     "scannet200": scannet200_instance_classes,
-    "toy": toy_instance_classes,
-}
+})
+"""ScanNet benchmark name -> the factory of its instance class set."""
 
 
-def register_class_set(name: str, factory: Callable[[], ClassSet]) -> None:
-    """Make ``class_set(name)`` return ``factory()``; ``factory`` takes no arguments and builds the ClassSet."""
-    _REGISTRY[name] = factory
-
-
-register_class_set("longtail", longtail_instance_classes)
-
-
-def class_set_names() -> Sequence[str]:
-    """Names ``class_set`` accepts, in registration order."""
-    return tuple(_REGISTRY)
-
-
-def class_set(name: str) -> ClassSet:
-    """The registered class set called ``name`` ("scannet20", "scannet200", ...); InputError if unknown."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise InputError(None, f"unknown class set {name!r} (known: {', '.join(_REGISTRY)})") from None
-    return factory()
-
-
-def label_names(benchmark: str) -> dict[int, str]:
-    """Every semantic label id of a benchmark -> its name, stuff classes and 0 ("unlabeled") included.
-
-    benchmark: "toy", "longtail", "scannet20" or "scannet200".
-    """
-    if benchmark == "toy":
-        from mtml.data.toy import TOY_CLASS_NAMES
-
-        return dict(TOY_CLASS_NAMES)
-    if benchmark == "longtail":
-        from mtml.data.longtail import LONGTAIL_CLASS_NAMES
-
-        return dict(LONGTAIL_CLASS_NAMES)
-    if benchmark in ("scannet20", "scannet200"):
-        data = scannet_label_data()[benchmark]
-        return {0: "unlabeled", **{int(i): str(n) for i, n in zip(data["ids"], data["names"])}}
-    raise InputError(None, f"unknown benchmark {benchmark!r} (toy, longtail, scannet20, scannet200)")
+def scannet_label_names(benchmark: str) -> dict[int, str]:
+    """Every semantic label id of a ScanNet benchmark ("scannet20": NYU40 ids, "scannet200": raw category ids)
+    -> its name, with 0 -> "unlabeled". InputError for another benchmark."""
+    if benchmark not in SCANNET_INSTANCE_CLASS_SETS:
+        known = ", ".join(SCANNET_INSTANCE_CLASS_SETS)
+        raise InputError(None, f"unknown ScanNet benchmark {benchmark!r} (known: {known})")
+    data = scannet_label_data()[benchmark]
+    return {0: "unlabeled", **{int(i): str(n) for i, n in zip(data["ids"], data["names"])}}
 
 
 def scene_gt_ids(scene: Scene, thing_classes: Sequence[int]) -> np.ndarray:

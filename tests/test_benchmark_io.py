@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mtml.data.registry import class_set
 from mtml.errors import InputError
 from mtml.eval.instance_ap import evaluate_instances
 from mtml.io.benchmark import (
@@ -20,7 +21,6 @@ from mtml.io.benchmark import (
     read_prediction_file,
     write_scene_predictions,
 )
-from mtml.labels import class_set
 from mtml.scene import ScenePredictions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "scannet_instance_eval"

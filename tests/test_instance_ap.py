@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mtml.data.registry import class_set, register_class_set
 from mtml.eval.instance_ap import OVERLAPS, InstanceAPResult, average_precision, evaluate_instances
 from mtml.io.benchmark import load_benchmark_scene, pair_benchmark_scenes
-from mtml.labels import ClassSet, class_set, register_class_set
+from mtml.labels import ClassSet
 from mtml.scene import ScenePredictions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "scannet_instance_eval"

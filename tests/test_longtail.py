@@ -18,17 +18,20 @@ from mtml.data.longtail import (
     class_frequency_splits,
     generate_longtail_scene,
     generate_longtail_scene_with_objects,
-    longtail_class_splits,
     longtail_class_weights,
     longtail_point_counts,
+    sample_longtail_layout,
+)
+from mtml.data.registry import (
+    class_set,
+    label_names,
+    longtail_class_splits,
     longtail_scene_seeds,
     longtail_train_point_counts,
-    sample_longtail_layout,
 )
 from mtml.data.toy import polygon_distance
 from mtml.data.voxelize import voxelize
 from mtml.errors import InputError
-from mtml.labels import class_set
 
 CFG = LongtailSceneConfig()
 NOISE_BOUND = 6 * CFG.noise
@@ -285,6 +288,4 @@ def test_bad_input():
 
 
 def test_label_names():
-    from mtml.labels import label_names
-
     assert label_names("longtail") == LONGTAIL_CLASS_NAMES

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mtml.data.longtail import longtail_scene_seeds
+from mtml.data.registry import longtail_scene_seeds
 from mtml.tables.longtail_table import evaluate_checkpoint
 
 pytestmark = pytest.mark.slow

@@ -3,13 +3,7 @@
 import numpy as np
 import pytest
 
-from mtml.data.longtail import (
-    LONGTAIL_FLOOR_LABEL,
-    generate_longtail_scene,
-    generate_longtail_scene_with_objects,
-    longtail_class_splits,
-    longtail_scene_seeds,
-)
+from mtml.data.longtail import LONGTAIL_FLOOR_LABEL, generate_longtail_scene, generate_longtail_scene_with_objects
 from mtml.data.rare_sampling import (
     BankInstance,
     InstanceBank,
@@ -19,6 +13,7 @@ from mtml.data.rare_sampling import (
     oriented_box,
     place_rare_instances,
 )
+from mtml.data.registry import longtail_class_splits, longtail_scene_seeds
 from mtml.data.toy import footprint_corners
 from mtml.data.voxelize import voxelize
 from mtml.errors import InputError

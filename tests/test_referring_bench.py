@@ -17,26 +17,28 @@ from mtml.train.trainers import run_training
 def _write_tiny_ablation_configs(folder):
     """The real ablation configs' switches and text augmentation on the tiny referring config (one scene a split,
     two steps)."""
-    from mtml.config import load_config
+    from mtml.config import find_config, load_config
 
-    real = load_config("configs/referring_ablation.yaml").data
+    full_row = rt.METHODS[0].config
+    real = load_config(full_row).data
     data = {**TINY_REFERRING["data"], "val_scenes": 1, "referring_redraw": real.referring_redraw,
             "referring_word_dropout": real.referring_word_dropout}
     base = {**TINY_REFERRING, "data": data}
-    (folder / "referring_ablation.yaml").write_text(yaml.safe_dump(base))
+    (folder / full_row).parent.mkdir(parents=True, exist_ok=True)
+    (folder / full_row).write_text(yaml.safe_dump(base))
     for method in rt.METHODS[1:]:
-        real = yaml.safe_load(open(f"configs/{method.config}"))
-        assert real["inherit"] == "referring_ablation.yaml"
-        (folder / method.config).write_text(yaml.safe_dump({"inherit": "referring_ablation.yaml",
-                                                             "model": real["model"]}))
+        with open(find_config(method.config)) as f:
+            real = yaml.safe_load(f)
+        assert real["_base_"] == ["ablation.yaml"] and full_row == "referring/ablation.yaml"
+        (folder / method.config).write_text(yaml.safe_dump({"_base_": ["ablation.yaml"], "model": real["model"]}))
 
 
 def test_ablation_configs_switch_off_one_part_each():
     from mtml.config import load_config
 
-    full = load_config("configs/referring_ablation.yaml").model.referring
+    full = load_config(rt.METHODS[0].config).model.referring
     for method, switch in zip(rt.METHODS[1:], ("use_pwca", "use_qsa", "use_area", "use_p2p")):
-        row = load_config(f"configs/{method.config}").model.referring
+        row = load_config(method.config).model.referring
         assert full[switch] is True and row[switch] is False
         assert {k: v for k, v in row.items() if k != switch} == {k: v for k, v in full.items() if k != switch}
 

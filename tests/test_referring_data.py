@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from mtml.data import referring as R
-from mtml.data.longtail import LONGTAIL_CLASS_NAMES, generate_longtail_scene, longtail_scene_seeds
-from mtml.data.toy import TOY_CLASS_NAMES, generate_scene, toy_scene_seeds
+from mtml.data.longtail import LONGTAIL_CLASS_NAMES, generate_longtail_scene
+from mtml.data.registry import split_seeds
+from mtml.data.toy import TOY_CLASS_NAMES, generate_scene
 from mtml.errors import InputError
 from mtml.scene import Scene
 
@@ -20,8 +21,8 @@ SCANREFER_KEYS = {"scene_id", "object_id", "object_name", "ann_id", "description
 def generated():
     """(scene, class_names, records) for 12 toy and 12 long-tail test scenes, default per_scene."""
     out = []
-    for seeds, make, names in ((toy_scene_seeds("test")[:12], generate_scene, TOY_CLASS_NAMES),
-                               (longtail_scene_seeds("test")[:12], generate_longtail_scene, LONGTAIL_CLASS_NAMES)):
+    for seeds, make, names in ((split_seeds("toy", "test")[:12], generate_scene, TOY_CLASS_NAMES),
+                               (split_seeds("longtail", "test")[:12], generate_longtail_scene, LONGTAIL_CLASS_NAMES)):
         for s in seeds:
             scene = make(s)
             out.append((scene, names, R.generate_descriptions(scene, names, np.random.default_rng(s))))
@@ -355,8 +356,9 @@ def test_splits_are_by_scene():
         assert all(seeds[s] for s in R.SPLITS)
         assert not seeds["train"] & seeds["val"] and not seeds["train"] & seeds["test"]
         assert not seeds["val"] & seeds["test"]
-    assert R.referring_scene_seeds("toy", "test") == toy_scene_seeds("test")
-    assert R.referring_scene_seeds("toy", "val")[0] == R.TOY_VAL_SEED_START
+    assert R.referring_scene_seeds("toy", "test") == list(range(900, 1000))
+    assert R.referring_scene_seeds("toy", "val") == list(range(100_000, 100_100))
+    assert R.referring_scene_seeds("longtail", "val") == list(range(600, 700))
     ids = {s: {r["scene_id"] for r in R.build_referring_split("longtail", s, num_scenes=2)} for s in R.SPLITS}
     assert len(ids["train"] | ids["val"] | ids["test"]) == 6
     with pytest.raises(InputError, match="kind"):
@@ -369,12 +371,12 @@ def test_splits_are_by_scene():
 
 def test_extra_training_scenes_lie_outside_every_split_and_every_other_seed_block():
     from mtml.tables.toy_table1 import HARDER_SEED_START
-    from mtml.train.segment import VAL_SEED_START
 
     records = R.extra_training_records(3, seed=1)
     seeds = {R._parse_scene_id(r["scene_id"])[1] for r in records}
-    assert seeds == {R.TOY_EXTRA_SEED_START + i for i in range(3)}
-    used = set(range(1000)) | set(range(VAL_SEED_START, VAL_SEED_START + 1000))
+    assert seeds == {300_000, 300_001, 300_002} == {R.TOY_EXTRA_SEED_START + i for i in range(3)}
+    val = split_seeds("toy", "val")
+    used = set(range(1000)) | set(range(val.start, val.start + 1000))
     used |= set(range(HARDER_SEED_START, HARDER_SEED_START + 1000))
     assert not seeds & used
     assert all(r["scene_id"].startswith("toy_") for r in records)
@@ -384,6 +386,20 @@ def test_extra_training_scenes_lie_outside_every_split_and_every_other_seed_bloc
     assert R.extra_training_records(0) == []
     with pytest.raises(InputError, match=">= 0"):
         R.extra_training_records(-1)
+    with pytest.raises(InputError, match="<= 100000"):
+        R.extra_training_records(100_001)
+    assert R.has_extra_training_scenes("toy") and not R.has_extra_training_scenes("longtail")
+    with pytest.raises(InputError, match="referring_extra"):
+        R.extra_training_records(1, kind="longtail")
+
+
+def test_records_of_kind_keeps_the_scenes_of_one_dataset():
+    records = [{"scene_id": i} for i in ("toy_00901", "longtail_00701", "scene0000_00", "toy_x", "toyota_00001")]
+    assert R.records_of_kind(records, "toy") == records[:1]
+    assert R.records_of_kind(records, "longtail") == records[1:2]
+    assert R.class_names_for_scene_id("longtail_00701") == LONGTAIL_CLASS_NAMES
+    with pytest.raises(InputError, match="toy_<seed> or longtail_<seed>"):
+        R.class_names_for_scene_id("toyota_00001")
 
 
 def test_scene_for_record_and_target_mask(generated):
@@ -409,8 +425,8 @@ def test_handmade_set(path):
     records = R.read_referring_json(path)
     assert len(records) >= 25
     vocab = R.generator_vocabulary()
-    test_scenes = {f"toy_{s:05d}" for s in toy_scene_seeds("test")} | {
-        f"longtail_{s:05d}" for s in longtail_scene_seeds("test")}
+    test_scenes = {f"toy_{s:05d}" for s in split_seeds("toy", "test")} | {
+        f"longtail_{s:05d}" for s in split_seeds("longtail", "test")}
     scenes, new_words = {}, []
     for rec in records:
         assert rec["scene_id"] in test_scenes

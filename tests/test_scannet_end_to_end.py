@@ -46,7 +46,8 @@ def test_ground_truth_exported_as_predictions_scores_one(tmp_path, class_set_nam
     assert all(float(r["ap"]) == pytest.approx(1.0) and float(r["ap25"]) == pytest.approx(1.0) for r in scored)
 
 
-@pytest.mark.parametrize("config, class_set_name", [("scannet.yaml", "scannet20"), ("scannet200.yaml", "scannet200")])
+@pytest.mark.parametrize("config, class_set_name", [("scannet/scannet.yaml", "scannet20"),
+                                                     ("scannet/scannet200.yaml", "scannet200")])
 def test_scan_folder_through_prep_train_infer_export(tmp_path, capsys, config, class_set_name):
     benchmark = class_set_name
     folders = fx.write_scannet_root(tmp_path / "scans", 3)

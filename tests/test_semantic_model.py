@@ -101,7 +101,7 @@ def test_scannet200_configs_anchor_the_200_class_names():
     from mtml.train.segment import set_text_anchors
 
     root = Path(__file__).resolve().parents[1]
-    for name in ("scannet200_semantic_pretrain.yaml", "scannet200_semantic.yaml"):
+    for name in ("scannet/scannet200_semantic_pretrain.yaml", "scannet/scannet200_semantic.yaml"):
         cfg = load_config(root / "configs" / name)
         assert cfg.model.semantic_head and not cfg.model.needs_labels and cfg.data.semantic_ignore == [0]
     assert cfg.loss.semantic == "cb_focal" and cfg.data.rare_instances > 0

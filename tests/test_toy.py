@@ -15,10 +15,8 @@ from mtml.data.toy import (
     generate_scene,
     generate_scene_with_boxes,
     polygon_distance,
-    toy_scene_seeds,
     write_toy_dataset,
 )
-from mtml.errors import InputError
 from mtml.io.ply import read_ply
 
 CFG = ToySceneConfig()
@@ -216,16 +214,6 @@ def test_generation_is_fast():
         generate_scene(100 + seed)
     # the target is well under 0.1 s per scene; this bound leaves room for a loaded machine
     assert (time.perf_counter() - start) / 5 < 0.5
-
-
-def test_splits():
-    train, test, everything = toy_scene_seeds("train"), toy_scene_seeds("test"), toy_scene_seeds("all")
-    assert len(train) == 900 and len(test) == 100 and len(everything) == 1000
-    assert not set(train) & set(test)
-    assert sorted(train + test) == everything
-    assert toy_scene_seeds("test", num_scenes=20, base_seed=1000) == list(range(1018, 1020))
-    with pytest.raises(InputError, match="unknown toy split"):
-        toy_scene_seeds("val")
 
 
 def test_write_toy_dataset(tmp_path):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mtml.cli.infer import bundled_checkpoint
-from mtml.data.toy import toy_scene_seeds
+from mtml.predict.checkpoint import resolve_checkpoint
+from mtml.data.registry import toy_scene_seeds
 from mtml.tables import toy_table1 as t
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,7 @@ PAPER_CC_MEAN = float(np.mean(t.PAPER_TABLE1["connected_components"]))
 @pytest.fixture(scope="module")
 def table1():
     rows = t.evaluate_methods(
-        t.default_segmenters(str(bundled_checkpoint("toy_multitask.pt")), str(bundled_checkpoint("toy_fe_only.pt"))),
+        t.default_segmenters(resolve_checkpoint("toy_multitask"), resolve_checkpoint("toy_fe_only")),
         toy_scene_seeds("test"), progress=False,
     )
     print("\n" + t.table1_text(rows))
@@ -41,7 +41,7 @@ def test_connected_components_as_hard_as_the_papers(table1):
 
 def test_generalises_to_unseen_harder_scenes():
     seeds = range(t.HARDER_SEED_START, t.HARDER_SEED_START + 100)
-    rows = t.evaluate_methods(t.default_segmenters(str(bundled_checkpoint("toy_multitask.pt")), None), seeds,
+    rows = t.evaluate_methods(t.default_segmenters(resolve_checkpoint("toy_multitask"), None), seeds,
                               t.HARDER_TOY_CONFIG, progress=False)
     by = {r.method: r for r in rows}
     print("\n" + t.table1_text(rows, with_paper=False))

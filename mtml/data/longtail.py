@@ -12,8 +12,9 @@ wardrobe are "cabinet"; shelf / bookshelf are "shelf"; and so on (``LONGTAIL_CLA
 
 Frequencies: each object's class is drawn with weight ``1 / rank ** zipf_exponent`` over the object
 classes in id order (chair is rank 1, fire extinguisher rank 44), so chairs are in nearly every scene
-and the last classes in a few percent of them. ``class_frequency_splits`` / ``longtail_class_splits``
-divide the classes into head / common / tail thirds by point count, as ScanNet200 does.
+and the last classes in a few percent of them. ``class_frequency_splits`` (measured on the training scenes by
+``mtml.data.registry.longtail_class_splits``) divides the classes into head / common / tail thirds by point count,
+as ScanNet200 does.
 
 Placement: objects standing on the floor get a random yaw and position with ``min_gap`` metres between
 footprints (rectangles around all their parts); classes flagged ``against_wall`` (doors, beds, pianos, ...)
@@ -31,7 +32,8 @@ Coordinates: metres, the floor is ``[0, room_x] x [0, room_y]`` at z = 0, z poin
 than ``wall_height`` (<= ``LONGTAIL_MAX_HEIGHT``), so a 5 m x 5 m room is about a 51 x 51 x 21 grid at 0.1 m.
 Everything is deterministic for a seed (``np.random.default_rng(seed)``).
 
-Splits (``longtail_scene_seeds``): seeds 0..599 train, 600..699 val, 700..799 test.
+Splits (seeds 0..599 train, 600..699 val, 700..799 test) and the head / common / tail split of the classes
+measured on the training scenes belong to the dataset registry (``mtml.data.registry``).
 """
 
 from __future__ import annotations
@@ -411,10 +413,6 @@ LONGTAIL_OBJECT_CLASS_IDS: tuple = tuple(c.id for c in LONGTAIL_CLASSES)
 _BY_NAME = {c.name: c for c in LONGTAIL_CLASSES}
 _BY_ID = {c.id: c for c in LONGTAIL_CLASSES}
 _SUPPORT_IDS = {c.id: frozenset(_BY_NAME[n].id for n in c.supported_by) for c in LONGTAIL_CLASSES}
-
-LONGTAIL_SPLIT_SEEDS = {"train": range(0, 600), "val": range(600, 700), "test": range(700, 800)}
-"""Scene seeds of each split (disjoint)."""
-
 
 def longtail_class_weights(zipf_exponent: float = 1.1) -> dict:
     """Sampling probability of each object class: ``1 / rank ** zipf_exponent``, normalised to sum to 1.
@@ -832,17 +830,7 @@ def generate_longtail_scene(seed: int, config: LongtailSceneConfig = LongtailSce
     return generate_longtail_scene_with_objects(seed, config)[0]
 
 
-# ------------------------------------------------------------------------------------------ splits
-
-
-def longtail_scene_seeds(split: str) -> list:
-    """Seeds of a split: "train" 0..599, "val" 600..699, "test" 700..799 (``LONGTAIL_SPLIT_SEEDS``).
-
-    Returns list[int]; InputError for another split name.
-    """
-    if split not in LONGTAIL_SPLIT_SEEDS:
-        raise InputError(None, f"unknown longtail split {split!r} (expected one of {', '.join(LONGTAIL_SPLIT_SEEDS)})")
-    return list(LONGTAIL_SPLIT_SEEDS[split])
+# ------------------------------------------------------------------------------------- class splits
 
 
 _GROUPS = ("head", "common", "tail")
@@ -878,20 +866,3 @@ def longtail_point_counts(seeds, config: LongtailSceneConfig = LongtailSceneConf
             labels = np.array([o.label for o in objects], dtype=np.int64)
             counts += np.bincount(labels[part_obj[owner]], minlength=k)
     return {c: int(counts[c]) for c in LONGTAIL_OBJECT_CLASS_IDS}
-
-
-@functools.lru_cache(maxsize=4)
-def longtail_train_point_counts(num_scenes: int = 200) -> dict:
-    """``longtail_point_counts`` over the first ``num_scenes`` training scenes (default config), cached:
-    dict[int, int] object class id -> points."""
-    if not 0 < num_scenes <= len(LONGTAIL_SPLIT_SEEDS["train"]):
-        raise InputError(None, f"num_scenes must be in 1..{len(LONGTAIL_SPLIT_SEEDS['train'])}, got {num_scenes}")
-    return longtail_point_counts(longtail_scene_seeds("train")[:num_scenes])
-
-
-@functools.lru_cache(maxsize=4)
-def longtail_class_splits(num_scenes: int = 200) -> dict:
-    """Head / common / tail of the object classes measured over the first ``num_scenes`` training scenes
-    (default config): dict[int, str] (``class_frequency_splits`` of ``longtail_train_point_counts``).
-    Floor and wall are not included (they would always be head). Cached per ``num_scenes``."""
-    return class_frequency_splits(longtail_train_point_counts(num_scenes))

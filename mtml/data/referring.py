@@ -61,9 +61,9 @@ from typing import Optional
 
 import numpy as np
 
-from mtml.data.longtail import LONGTAIL_CLASS_NAMES, generate_longtail_scene, longtail_scene_seeds
 from mtml.data.rare_sampling import oriented_box
-from mtml.data.toy import TOY_CLASS_NAMES, footprint_corners, generate_scene, polygon_distance, toy_scene_seeds
+from mtml.data.registry import dataset, label_names, parse_scene_name, split_seeds
+from mtml.data.toy import footprint_corners, polygon_distance
 from mtml.errors import InputError
 from mtml.io.atomic import atomic_write_text
 from mtml.scene import Scene
@@ -93,15 +93,15 @@ HANDMADE_SETS = (HANDMADE_DESCRIPTIONS, HANDMADE_BLIND_DESCRIPTIONS, HANDMADE_BL
                  HANDMADE_BLIND3_DESCRIPTIONS, HANDMADE_BLIND4_DESCRIPTIONS, HANDMADE_BLIND5_DESCRIPTIONS,
                  HANDMADE_BLIND6_DESCRIPTIONS)
 """The bundled hand-made description files, each scored as its own evaluation set (``evaluation_set_name``)."""
-TOY_VAL_SEED_START = 100_000
-"""First toy validation seed (as ``mtml.train.segment.VAL_SEED_START``); the val split is 100 scenes from here."""
-TOY_VAL_SCENES = 100
-TOY_EXTRA_SEED_START = 300_000
-"""First seed of the extra toy training scenes of the referring head (``data.referring_extra_scenes``): scenes that
-no other part of the model was trained on (the toy benchmark is 0..999, validation 100000.., the harder Table 1
-scenes 200000..)."""
 KINDS = ("toy", "longtail")
+"""The generated datasets (``mtml.data.registry``) the referring benchmark describes; a kind's position here seeds its
+scenes' description rng, so the order is fixed."""
 SPLITS = ("train", "val", "test")
+EXTRA_SPLIT = "referring_extra"
+"""The registry's seed range of the extra training scenes of the referring head (``data.referring_extra_scenes``):
+scenes that no other part of the model was trained on (toy only: seeds 300000..)."""
+TOY_EXTRA_SEED_START = split_seeds("toy", EXTRA_SPLIT).start
+"""First seed of the extra toy training scenes (read from the registry)."""
 STRUCTURE_CLASSES = frozenset({"floor", "wall", "ceiling"})
 """Class names never described (they are the room, not objects in it)."""
 
@@ -355,9 +355,9 @@ def _with_article(phrase: str) -> str:
 def generator_vocabulary(class_names: Optional[dict] = None) -> set:
     """Every token the generator can emit: the words of ``TEMPLATES``, ``CONTEXT_TEMPLATES``, ``ADJECTIVES``,
     ``CORNERS``, the articles and "other" of the anchors' phrases, and the names (and plurals) of
-    ``class_names`` (dict id -> name; default: the toy and the long-tail classes). Returns set[str]."""
+    ``class_names`` (dict id -> name; default: the classes of every dataset of ``KINDS``). Returns set[str]."""
     if class_names is None:
-        class_names = {**{f"t{k}": v for k, v in TOY_CLASS_NAMES.items()}, **LONGTAIL_CLASS_NAMES}
+        class_names = {(kind, k): v for kind in KINDS for k, v in label_names(kind).items()}
     words = {"a", "an", "the", "other", *ADJECTIVES}
     for templates in [*TEMPLATES.values(), CONTEXT_TEMPLATES]:
         for template in templates:
@@ -855,42 +855,52 @@ def generate_descriptions(scene: Scene, class_names: dict, rng: np.random.Genera
 # ----------------------------------------------------------------------------------------------- splits
 
 
-def referring_scene_seeds(kind: str, split: str) -> list:
-    """Scene seeds of a benchmark split. kind "toy": train / test are ``toy_scene_seeds``' (0..899,
-    900..999), val is ``TOY_VAL_SEED_START`` + 0..99; kind "longtail": ``longtail_scene_seeds(split)``.
-    Returns list[int]; InputError for an unknown kind or split."""
+def check_referring_kind(kind: str) -> None:
+    """InputError unless ``kind`` is a dataset the referring benchmark describes (``KINDS``)."""
     if kind not in KINDS:
         raise InputError(None, f"unknown referring benchmark kind {kind!r} (expected one of {', '.join(KINDS)})")
+
+
+def referring_scene_seeds(kind: str, split: str) -> list:
+    """Scene seeds of a benchmark split: the registry's ``split_seeds(kind, split)`` (toy: train 0..899, val
+    100000..100099, test 900..999; longtail: train 0..599, val 600..699, test 700..799).
+    Returns list[int]; InputError for an unknown kind or split."""
+    check_referring_kind(kind)
     if split not in SPLITS:
         raise InputError(None, f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
-    if kind == "longtail":
-        return longtail_scene_seeds(split)
-    if split == "val":
-        return list(range(TOY_VAL_SEED_START, TOY_VAL_SEED_START + TOY_VAL_SCENES))
-    return toy_scene_seeds(split)
-
-
-_SCENE_ID_RE = re.compile(r"^(toy|longtail)_(\d+)$")
+    return list(split_seeds(kind, split))
 
 
 def _parse_scene_id(scene_id: str) -> tuple:
-    m = _SCENE_ID_RE.match(str(scene_id))
-    if not m:
-        raise InputError(None, f"scene_id {scene_id!r} is not a synthetic scene (toy_<seed> or longtail_<seed>)")
-    return m.group(1), int(m.group(2))
+    """(kind, seed) of a scene id of a referring kind ("toy_00012" -> ("toy", 12)); InputError for another id."""
+    parsed = parse_scene_name(scene_id)
+    if parsed is None or parsed[0] not in KINDS:
+        forms = " or ".join(f"{kind}_<seed>" for kind in KINDS)
+        raise InputError(None, f"scene_id {scene_id!r} is not a synthetic scene ({forms})")
+    return parsed
 
 
 def class_names_for_scene_id(scene_id: str) -> dict:
     """The class table of a synthetic scene id: dict id -> name (toy or long-tail). InputError otherwise."""
     kind, _ = _parse_scene_id(scene_id)
-    return TOY_CLASS_NAMES if kind == "toy" else LONGTAIL_CLASS_NAMES
+    return label_names(kind)
 
 
 def scene_for_record(record: dict) -> Scene:
     """Regenerate the synthetic Scene a record refers to, from its ``scene_id`` ("toy_00012" -> toy seed 12,
     "longtail_00705" -> long-tail seed 705). InputError for any other scene id."""
     kind, seed = _parse_scene_id(record["scene_id"])
-    return generate_scene(seed) if kind == "toy" else generate_longtail_scene(seed)
+    return dataset(kind).make_scene(seed)
+
+
+def records_of_kind(records: list, kind: str) -> list:
+    """The records (ScanRefer dicts) whose ``scene_id`` is a scene of the generated dataset ``kind``."""
+
+    def kind_of(scene_id: str) -> Optional[str]:
+        parsed = parse_scene_name(scene_id)
+        return None if parsed is None else parsed[0]
+
+    return [r for r in records if kind_of(r["scene_id"]) == kind]
 
 
 def build_referring_split(kind: str, split: str, num_scenes: Optional[int] = None, per_scene: int = 8,
@@ -910,20 +920,28 @@ def build_referring_split(kind: str, split: str, num_scenes: Optional[int] = Non
     return referring_records(kind, seeds, per_scene, seed)
 
 
-def extra_training_records(num_scenes: int, per_scene: int = 8, seed: int = 0) -> list:
-    """Descriptions of ``num_scenes`` extra toy training scenes, seeds ``TOY_EXTRA_SEED_START`` + 0..n-1, which
-    belong to no split of the benchmark and which no other part of the model was trained on (as in
-    ``build_referring_split``). Returns list[dict] ScanRefer records."""
-    if num_scenes < 0:
-        raise InputError(None, f"the number of extra training scenes must be >= 0, got {num_scenes}")
-    return referring_records("toy", range(TOY_EXTRA_SEED_START, TOY_EXTRA_SEED_START + num_scenes), per_scene, seed)
+def has_extra_training_scenes(kind: str) -> bool:
+    """Whether the dataset ``kind`` has extra referring training scenes (a registry ``EXTRA_SPLIT`` seed range)."""
+    return EXTRA_SPLIT in dataset(kind).split_seeds
+
+
+def extra_training_records(num_scenes: int, per_scene: int = 8, seed: int = 0, kind: str = "toy") -> list:
+    """Descriptions of ``num_scenes`` extra training scenes of ``kind`` (toy: seeds ``TOY_EXTRA_SEED_START`` +
+    0..n-1), which belong to no split of the benchmark and which no other part of the model was trained on (as in
+    ``build_referring_split``). Returns list[dict] ScanRefer records; InputError for a negative or too large
+    ``num_scenes`` or a kind without extra scenes."""
+    seeds = split_seeds(kind, EXTRA_SPLIT)
+    if not 0 <= num_scenes <= len(seeds):
+        raise InputError(None, f"the number of extra training scenes must be >= 0 and <= {len(seeds)}, "
+                               f"got {num_scenes}")
+    return referring_records(kind, seeds[:num_scenes], per_scene, seed)
 
 
 def referring_records(kind: str, scene_seeds, per_scene: int = 8, seed: int = 0) -> list:
     """``generate_descriptions`` over the ``kind`` scenes of ``scene_seeds`` (each scene's rng as in
     ``build_referring_split``). Returns list[dict] ScanRefer records."""
-    make, names = (generate_scene, TOY_CLASS_NAMES) if kind == "toy" else (generate_longtail_scene,
-                                                                          LONGTAIL_CLASS_NAMES)
+    check_referring_kind(kind)
+    make, names = dataset(kind).make_scene, label_names(kind)
     records = []
     for s in scene_seeds:
         rng = np.random.default_rng((int(seed), KINDS.index(kind), int(s)))

@@ -11,7 +11,8 @@ on the floor outside the boxes' footprints and on each box's four sides and top 
 parts hidden inside a touching box, plus gaussian noise (``noise`` metres std on every coordinate).
 
 Coordinates: metres, the floor is ``[0, floor_x] x [0, floor_y]`` at z = 0, z points up.
-Everything is deterministic for a seed (``np.random.default_rng(seed)``).
+Everything is deterministic for a seed (``np.random.default_rng(seed)``). Which seeds make up the benchmark's
+splits (train 0..899, test 900..999, ...) is the dataset registry's business (``mtml.data.registry``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Iterable, Optional
 import numpy as np
 from tqdm import tqdm
 
-from mtml.errors import InputError
 from mtml.io.ply import scene_to_ply
 from mtml.scene import NO_INSTANCE, Scene
 
@@ -51,10 +51,6 @@ TOY_BOX_SIZES_VOXELS = {
 TOY_BOX_SIZES_M = {k: tuple(n / 10.0 for n in v) for k, v in TOY_BOX_SIZES_VOXELS.items()}
 """label -> (x, y, z) box edge lengths in metres (voxels / 10)."""
 TOY_INSTANCE_CLASS_IDS = [1, 2, 3, 4, 5]
-TOY_NUM_SCENES = 1000
-TOY_TRAIN_FRACTION = 0.9
-
-_SPLITS = ("train", "test", "all")
 
 
 @dataclass(frozen=True)
@@ -384,26 +380,6 @@ def generate_scene_with_boxes(seed: int, config: ToySceneConfig = ToySceneConfig
 def generate_scene(seed: int, config: ToySceneConfig = ToySceneConfig()) -> Scene:
     """One toy scene (see ``generate_scene_with_boxes``, which this calls, for the arrays and units)."""
     return generate_scene_with_boxes(seed, config)[0]
-
-
-# ----------------------------------------------------------------------------------------- splits
-
-
-def toy_scene_seeds(split: str = "all", num_scenes: int = TOY_NUM_SCENES, base_seed: int = 0) -> list:
-    """Seeds of a split: scenes are seeds ``base_seed .. base_seed + num_scenes - 1``.
-
-    split: "train" (first 90%, 900 of 1000), "test" (last 10%, 100 of 1000) or "all".
-    Returns list[int].
-    """
-    if split not in _SPLITS:
-        raise InputError(None, f"unknown toy split {split!r} (expected one of {', '.join(_SPLITS)})")
-    seeds = list(range(base_seed, base_seed + num_scenes))
-    n_train = int(round(num_scenes * TOY_TRAIN_FRACTION))
-    if split == "train":
-        return seeds[:n_train]
-    if split == "test":
-        return seeds[n_train:]
-    return seeds
 
 
 def write_toy_dataset(

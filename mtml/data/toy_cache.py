@@ -7,7 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from mtml.data.toy import TOY_NUM_SCENES, ToySceneConfig, generate_scene_with_boxes, toy_scene_name, toy_scene_seeds
+from mtml.data.registry import TOY_NUM_SCENES, toy_scene_seeds
+from mtml.data.toy import ToySceneConfig, generate_scene_with_boxes, toy_scene_name
 from mtml.data.voxelize import voxelize
 from mtml.io.store import build_store
 from mtml.scene import VoxelGrid
@@ -28,7 +29,7 @@ def cache_toy_split(
     """Generate, voxelize and store a toy split (``mtml.data.toy``), resuming an interrupted run.
 
     path:       the store file to create.
-    split:      "train", "test" or "all" (see ``toy_scene_seeds``).
+    split:      "train", "test" or "all" (see ``mtml.data.registry.toy_scene_seeds``).
     config:     ToySceneConfig (default: the default config).
     voxel_size: metres.
     num_scenes, base_seed: as in ``toy_scene_seeds`` (default 1000 scenes from seed 0).

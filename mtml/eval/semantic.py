@@ -27,6 +27,7 @@ import numpy as np
 
 from mtml.errors import InputError
 from mtml.io.atomic import atomic_write_text
+from mtml.labels import scannet200_class_splits
 
 #: Canonical order of the ScanNet200 groups in reports; other group names follow in order of appearance.
 GROUP_ORDER = ("head", "common", "tail")
@@ -262,8 +263,4 @@ def semantic_scores(pred: np.ndarray, gt: np.ndarray, class_ids: Sequence[int],
 
 def scannet200_splits() -> dict[int, str]:
     """ScanNet200 class id -> "head" / "common" / "tail" (from ``mtml/resources/scannet_labels.json``)."""
-    from mtml.labels import scannet_label_data
-
-    data = scannet_label_data()
-    id_of = {str(n): int(i) for i, n in zip(data["scannet200"]["ids"], data["scannet200"]["names"])}
-    return {id_of[n]: split for split, names in data["splits"].items() for n in names if n in id_of}
+    return scannet200_class_splits()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from mtml.data.toy import ToySceneConfig, generate_scene
+from mtml.data.registry import class_set, dataset
+from mtml.data.toy import ToySceneConfig
 from mtml.eval.instance_ap import InstanceAPResult
 from mtml.eval.scenes import Segmenter, evaluate_scenes
-from mtml.labels import toy_instance_classes
 
 
 def evaluate_toy(segment: Segmenter, seeds: Iterable[int], toy_cfg: Optional[ToySceneConfig] = None,
                  progress: bool = True, desc: str = "eval") -> InstanceAPResult:
     """AP / AP50 / AP25 of ``segment`` over the toy scenes with the given seeds (point-level, ScanNet rules)."""
-    toy_cfg = toy_cfg or ToySceneConfig()
+    make_scene = dataset("toy").make_scene
     seeds = list(seeds)
-    return evaluate_scenes(segment, (generate_scene(s, toy_cfg) for s in seeds), toy_instance_classes(),
+    return evaluate_scenes(segment, (make_scene(s, toy_cfg) for s in seeds), class_set("toy"),
                            progress=progress, desc=desc, total=len(seeds))

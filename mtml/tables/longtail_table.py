@@ -6,23 +6,27 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
-from mtml.eval.semantic import SemanticResult
+from mtml.data.longtail import LONGTAIL_CLASS_NAMES, LongtailSceneConfig, generate_longtail_scene
+from mtml.data.registry import longtail_class_splits
+from mtml.eval.scenes import evaluate_semantic
+from mtml.eval.semantic import SemanticConfusion, SemanticResult
+from mtml.predict.checkpoint import load_model
 from mtml.tables.methods import Method, train_methods
 
 GROUPS = ("head", "common", "tail")
 
-PRETRAIN = Method("pretrain", "Language pre-training (stage 1)", "longtail_pretrain.yaml")
+PRETRAIN = Method("pretrain", "Language pre-training (stage 1)", "longtail/pretrain.yaml")
 METHODS = (
-    Method("scratch", "Scratch (CE)", "longtail_scratch.yaml"),
-    Method("sampling", "Ins. samp.", "longtail_sampling.yaml"),
-    Method("focal", "Focal", "longtail_focal.yaml"),
-    Method("cb_focal", "C-Focal", "longtail_cb_focal.yaml"),
-    Method("grounded", "Language-grounded (CE)", "longtail_grounded.yaml", init_from="pretrain"),
-    Method("full", "Full (LG + C-Focal + samp.)", "longtail_full.yaml", init_from="pretrain"),
+    Method("scratch", "Scratch (CE)", "longtail/scratch.yaml"),
+    Method("sampling", "Ins. samp.", "longtail/sampling.yaml"),
+    Method("focal", "Focal", "longtail/focal.yaml"),
+    Method("cb_focal", "C-Focal", "longtail/cb_focal.yaml"),
+    Method("grounded", "Language-grounded (CE)", "longtail/grounded.yaml", init_from="pretrain"),
+    Method("full", "Full (LG + C-Focal + samp.)", "longtail/full.yaml", init_from="pretrain"),
     # not in seeds/001: Scratch with as many steps as pre-training + fine-tuning take together
-    Method("scratch_long", "Scratch (CE), 1200 steps", "longtail_scratch_long.yaml"),
+    Method("scratch_long", "Scratch (CE), 1200 steps", "longtail/scratch_long.yaml"),
 )
 
 # seeds/001 Table 1 (ScanNet200 val, mIoU %): head, common, tail, all
@@ -35,29 +39,19 @@ PAPER_MIOU = {
 }
 
 
-def train_longtail_methods(configs_dir: str | Path, out_dir: str | Path, methods: Sequence[Method] = METHODS,
-                           progress: bool = True) -> dict[str, Path]:
+def train_longtail_methods(configs_dir: Optional[str | Path], out_dir: str | Path,
+                           methods: Sequence[Method] = METHODS, progress: bool = True) -> dict[str, Path]:
     """Train every row (and the shared pre-training stage first) into ``out_dir/<key>/``, resuming runs that
-    were interrupted; returns row key -> final checkpoint (``out_dir/<key>/last.pt``)."""
+    were interrupted; ``configs_dir``: the configs folder (None: the packaged configs). Returns row key -> final
+    checkpoint (``out_dir/<key>/last.pt``)."""
     return train_methods(configs_dir, out_dir, methods, prerequisites=(PRETRAIN,), progress=progress)
 
 
 def evaluate_checkpoint(path: str | Path, seeds: Sequence[int], progress: bool = True) -> SemanticResult:
     """Semantic metrics of a checkpoint's semantic head on long-tail scenes (the ``seeds``), grouped by the
     benchmark's head / common / tail split."""
-    from mtml.config import config_from_dict
-    from mtml.data.longtail import (
-        LONGTAIL_CLASS_NAMES,
-        LongtailSceneConfig,
-        generate_longtail_scene,
-        longtail_class_splits,
-    )
-    from mtml.eval.scenes import evaluate_semantic
-    from mtml.eval.semantic import SemanticConfusion
-    from mtml.model.model import load_checkpoint
-
-    model, state = load_checkpoint(path)
-    exp = config_from_dict(state["experiment"], str(path))
+    loaded = load_model(path)
+    model, exp = loaded.model, loaded.config
     scene_cfg = LongtailSceneConfig(**exp.data.longtail)
     scenes = (generate_longtail_scene(s, scene_cfg) for s in seeds)
     confusion = evaluate_semantic(model, scenes, exp.data.voxel_size, SemanticConfusion(model.cfg.channel_ids()),

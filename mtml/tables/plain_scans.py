@@ -7,10 +7,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Optional
 
+from mtml.data.registry import class_set
+from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, generate_scene
 from mtml.eval.instance_ap import InstanceAPResult
 from mtml.eval.scenes import Segmenter, evaluate_scenes, model_segmenter
 from mtml.eval.semantic import SemanticConfusion, SemanticResult
 from mtml.labels import ClassSet
+from mtml.predict.checkpoint import load_model
 from mtml.scene import Scene
 
 
@@ -43,21 +46,14 @@ def evaluate_toy_plain(checkpoint: str, seeds, progress: bool = True,
                        vote_passes: int = 1) -> tuple[InstanceAPResult, SemanticResult]:
     """``evaluate_plain_scans`` of a toy checkpoint (with its own cluster settings) on the toy scenes ``seeds``,
     labels voted over ``vote_passes`` copies of each scene (``mtml.predict.voting``)."""
-    from mtml.config import config_from_dict
-    from mtml.data.toy import TOY_CLASS_NAMES, generate_scene
-    from mtml.labels import toy_instance_classes
-    from mtml.model.model import load_checkpoint
-
-    model, state = load_checkpoint(checkpoint)
-    exp = config_from_dict(state.get("experiment", {}), str(checkpoint))
+    loaded = load_model(checkpoint)
+    model, exp = loaded.model, loaded.config
     seeds = list(seeds)
     return evaluate_plain_scans(model, exp.cluster, exp.data.voxel_size, (generate_scene(s) for s in seeds),
-                                toy_instance_classes(), TOY_CLASS_NAMES, progress=progress, total=len(seeds),
+                                class_set("toy"), TOY_CLASS_NAMES, progress=progress, total=len(seeds),
                                 vote_passes=vote_passes)
 
 
 def box_class_miou(result: SemanticResult) -> float:
     """Mean IoU over the toy benchmark's five box classes (the floor left out), a fraction."""
-    from mtml.data.toy import TOY_INSTANCE_CLASS_IDS
-
     return sum(float(result.iou[result.class_ids.index(c)]) for c in TOY_INSTANCE_CLASS_IDS) / len(TOY_INSTANCE_CLASS_IDS)

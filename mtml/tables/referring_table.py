@@ -10,14 +10,18 @@ import io
 from pathlib import Path
 from typing import Optional, Sequence
 
+from mtml.data.referring import build_referring_split, evaluation_set_name, read_referring_json, records_of_kind
+from mtml.model.text import make_text_encoder
+from mtml.predict.checkpoint import load_model
 from mtml.tables.methods import Method, train_methods
+from mtml.train.referring import ReferringScenes, evaluate_referring
 
 METHODS = (
-    Method("full", "LESS (PWCA + QSA + L_area + L_p2p)", "referring_ablation.yaml", init_from="checkpoint"),
-    Method("no_pwca", "w/o PWCA", "referring_ablation_no_pwca.yaml", init_from="checkpoint"),
-    Method("no_qsa", "w/o QSA", "referring_ablation_no_qsa.yaml", init_from="checkpoint"),
-    Method("no_area", "w/o L_area", "referring_ablation_no_area.yaml", init_from="checkpoint"),
-    Method("no_p2p", "w/o L_p2p", "referring_ablation_no_p2p.yaml", init_from="checkpoint"),
+    Method("full", "LESS (PWCA + QSA + L_area + L_p2p)", "referring/ablation.yaml", init_from="checkpoint"),
+    Method("no_pwca", "w/o PWCA", "referring/ablation_no_pwca.yaml", init_from="checkpoint"),
+    Method("no_qsa", "w/o QSA", "referring/ablation_no_qsa.yaml", init_from="checkpoint"),
+    Method("no_area", "w/o L_area", "referring/ablation_no_area.yaml", init_from="checkpoint"),
+    Method("no_p2p", "w/o L_p2p", "referring/ablation_no_p2p.yaml", init_from="checkpoint"),
 )
 
 # seeds/002 ablation tables (ScanRefer val, %): mIoU, Acc@0.25, Acc@0.5, for the rows it has
@@ -29,10 +33,11 @@ PAPER = {
 COLUMNS = ("miou", "acc@0.25", "acc@0.5")
 
 
-def train_ablation(configs_dir: str | Path, out_dir: str | Path, init_checkpoint: str,
+def train_ablation(configs_dir: Optional[str | Path], out_dir: str | Path, init_checkpoint: str,
                    methods: Sequence[Method] = METHODS, progress: bool = True) -> dict[str, Path]:
     """Train every row's referring head on the model of ``init_checkpoint`` into ``out_dir/<key>/`` (resuming);
-    returns row key -> ``best.pt`` (chosen by validation Acc@0.5)."""
+    ``configs_dir``: the configs folder (None: the packaged configs). Returns row key -> ``best.pt`` (chosen by
+    validation Acc@0.5)."""
     last = train_methods(configs_dir, out_dir, methods, init_checkpoint=init_checkpoint, progress=progress)
     return {key: path.parent / "best.pt" for key, path in last.items()}
 
@@ -42,23 +47,15 @@ def evaluate_rows(checkpoints: dict, num_scenes: Optional[int] = None, handmade:
     """row key -> {"val": ReferringScores results on the validation split (its first ``num_scenes`` scenes), and
     for each ScanRefer-style file of ``handmade``, under its ``evaluation_set_name``, the results on its
     descriptions of scenes of the kind the row was trained on}. Times are per scan, backbone and head together."""
-    from mtml.config import config_from_dict
-    from mtml.data.referring import build_referring_split, evaluation_set_name, read_referring_json
-    from mtml.model.model import load_checkpoint
-    from mtml.model.text import make_text_encoder
-    from mtml.train.referring import ReferringScenes, evaluate_referring
-
     out = {}
     for key, path in checkpoints.items():
-        model, state = load_checkpoint(path)
-        model.eval()
-        exp = config_from_dict(state["experiment"], str(path))
+        loaded = load_model(path)
+        model, exp = loaded.model, loaded.config
         encoder = make_text_encoder(model.cfg.text_encoder)
         sets = {"val": build_referring_split(exp.data.kind, "val", num_scenes or exp.data.val_scenes,
                                              exp.data.referring_per_scene)}
         for path in handmade:
-            sets[evaluation_set_name(path)] = [r for r in read_referring_json(path)
-                                               if r["scene_id"].startswith(f"{exp.data.kind}_")]
+            sets[evaluation_set_name(path)] = records_of_kind(read_referring_json(path), exp.data.kind)
         out[key] = {name: evaluate_referring(model, ReferringScenes(records, model, encoder, exp.data.voxel_size,
                                                                     exp.cluster),
                                              progress, desc=f"{key} {name}").results()

@@ -7,9 +7,11 @@ import io
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from mtml.data.registry import split_seeds
 from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, ToySceneConfig
 from mtml.eval.scenes import Segmenter, baseline_segmenter, model_segmenter
 from mtml.eval.toy import evaluate_toy
+from mtml.predict.checkpoint import load_model
 
 # AP50 (%) per class (small cube, long box, flat box, cabinet, pillar) from the paper's Table 1.
 PAPER_TABLE1 = {
@@ -20,8 +22,9 @@ PAPER_TABLE1 = {
 METHOD_TITLES = {"connected_components": "Connected components", "fe_only": "FE only", "multi_task": "Multi-task",
                  "segment_as_instance": "Segment as instance"}
 
-# Scenes for the generalisation check: seeds outside train/test/validation, more boxes, more contact.
-HARDER_SEED_START = 200_000
+# Scenes for the generalisation check: the toy dataset's "harder" seeds (outside train/test/validation; see
+# mtml.data.registry), more boxes, more contact.
+HARDER_SEED_START = split_seeds("toy", "harder").start
 HARDER_TOY_CONFIG = ToySceneConfig(num_boxes=(8, 14), contact_fraction=0.4, same_class_contact=0.5)
 
 
@@ -39,12 +42,8 @@ class MethodRow:
 
 def checkpoint_segmenter(path: str) -> Segmenter:
     """Segmenter from a checkpoint written by mtml-train (its own cluster settings and voxel size)."""
-    from mtml.config import config_from_dict
-    from mtml.model.model import load_checkpoint
-
-    model, state = load_checkpoint(path)
-    exp = config_from_dict(state.get("experiment", {}), str(path))
-    return model_segmenter(model, exp.cluster, exp.data.voxel_size)
+    loaded = load_model(path)
+    return model_segmenter(loaded.model, loaded.config.cluster, loaded.config.data.voxel_size)
 
 
 def evaluate_methods(segmenters: dict, seeds: Sequence[int], toy_cfg: Optional[ToySceneConfig] = None,

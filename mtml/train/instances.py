@@ -24,9 +24,16 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from mtml.cluster.pipeline import proposal_pool, segment_instances
 from mtml.config import ExperimentConfig
+from mtml.data.registry import training_sets
+from mtml.data.voxelize import voxelize
 from mtml.errors import InputError
+from mtml.model.instance_classifier import instance_descriptors, instance_targets
 from mtml.model.model import MTMLNet
+from mtml.model.proposal_scorer import proposal_features, proposal_iou_targets
+from mtml.predict.infer import learned_proposal_scores, predict_voxels
+from mtml.train.loop import checkpoint_extra, fit_epochs, selection_score, start_frozen_model_run, validate
 
 INSTANCE_HEAD_OF_TASK = {"classify_instances": "instance_classifier", "score_proposals": "proposal_scorer"}
 """train.task -> the model attribute (and ``ModelConfig`` switch) of the head it trains."""
@@ -35,9 +42,6 @@ INSTANCE_HEAD_OF_TASK = {"classify_instances": "instance_classifier", "score_pro
 def _frozen_predictions(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: bool, desc: str) -> Iterator:
     """For each scene (Scenes with labels): (its grid with the true labels and instances, the same grid with the
     frozen model's predicted labels, the model's ``VoxelPredictions``)."""
-    from mtml.data.voxelize import voxelize
-    from mtml.predict.infer import predict_voxels
-
     for scene in tqdm(scenes, desc=desc, disable=not progress, leave=False):
         grid = voxelize(scene, cfg.data.voxel_size)
         pred = predict_voxels(model, grid)
@@ -50,10 +54,6 @@ def instance_examples(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: b
     channels int64 tensor [K]) of the instances the frozen model builds on its own predicted labels (ranked by its
     proposal scorer when it has one, as at inference); instances without a target (all voxels ignored) are left
     out."""
-    from mtml.cluster.pipeline import segment_instances
-    from mtml.model.instance_classifier import instance_descriptors, instance_targets
-    from mtml.predict.infer import learned_proposal_scores
-
     examples = []
     for grid, predicted, pred in _frozen_predictions(model, cfg, scenes, progress, desc):
         rescore = None if model.proposal_scorer is None else learned_proposal_scores(model, predicted,
@@ -71,9 +71,6 @@ def proposal_examples(model: MTMLNet, cfg: ExperimentConfig, scenes, progress: b
     """For each scene (an iterable of Scenes with labels and instances): (``proposal_features`` float32 tensor
     [P, F], IoU targets float32 tensor [P] in [0, 1]) of every proposal (``proposal_pool``, with cfg.cluster's
     settings) the frozen model makes on its own predicted labels."""
-    from mtml.cluster.pipeline import proposal_pool
-    from mtml.model.proposal_scorer import proposal_features, proposal_iou_targets
-
     examples = []
     for grid, predicted, pred in _frozen_predictions(model, cfg, scenes, progress, desc):
         masks, terms = proposal_pool(predicted, pred.embedding, pred.direction, cfg.cluster)
@@ -106,22 +103,17 @@ def train_instance_head(cfg: ExperimentConfig, out_dir: str | os.PathLike, resum
                         progress: bool = True, init_checkpoint: Optional[str] = None) -> Path:
     """Train the head ``cfg.train.task`` names (``INSTANCE_HEAD_OF_TASK``) on the instances or proposals of
     ``init_checkpoint`` (required; every other weight comes from it and is frozen). Returns ``out_dir/last.pt``."""
-    from mtml.train.loop import checkpoint_extra, fit_epochs, selection_score, start_frozen_model_run, validate
-    from mtml.train.segment import DATASETS
-
     task = cfg.train.task
     head = INSTANCE_HEAD_OF_TASK[task]
     if not getattr(cfg.model, head):
         raise InputError(None, f"train.task {task!r} needs model.{head}: true")
     if not cfg.model.semantic_head:
         raise InputError(None, f"the {head.replace('_', ' ')} reads the semantic head's probabilities: it needs one")
-    if cfg.data.kind not in DATASETS:
-        raise InputError(None, f"unknown data kind {cfg.data.kind!r} ({', '.join(DATASETS)})")
+    train_set, val_scenes = training_sets(cfg)
     what_it_does = "labels" if head == "instance_classifier" else "scores"
     run = start_frozen_model_run(cfg, out_dir, resume, init_checkpoint, head,
                                  f"the model whose instances it {what_it_does}")
     model = run.model
-    train_set, val_scenes = DATASETS[cfg.data.kind](cfg)
     make_examples = instance_examples if head == "instance_classifier" else proposal_examples
     loss_of = F.cross_entropy if head == "instance_classifier" else F.binary_cross_entropy_with_logits
     with torch.no_grad():

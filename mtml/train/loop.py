@@ -18,9 +18,12 @@ import yaml
 from tqdm import tqdm
 
 from mtml.config import ExperimentConfig
+from mtml.data.registry import class_set, label_names
 from mtml.errors import InputError
+from mtml.eval.scenes import evaluate_scenes, evaluate_semantic, model_segmenter
+from mtml.eval.semantic import SemanticConfusion
 from mtml.io.atomic import atomic_path, atomic_write_text
-from mtml.model.model import MTMLNet, load_checkpoint, save_checkpoint
+from mtml.model.model import MTMLNet, load_checkpoint, read_checkpoint, save_checkpoint
 from mtml.train.weight_average import WeightAverage
 
 LOSS_CURVES = {"loss": "total", "feat": "feature", "dir": "direction", "sem": "semantic", "bce": "mask BCE",
@@ -64,15 +67,10 @@ def validate(model: MTMLNet, cfg: ExperimentConfig, val_scenes) -> dict:
     """Validation metrics on the validation scenes (zero-argument Scene makers): instance AP / AP50 / AP25
     when the instance heads train, semantic mIoU (fraction) when the semantic head does. A model with a
     semantic head is validated the way it will be used: on its own predicted labels."""
-    from mtml.eval.scenes import evaluate_scenes, model_segmenter
-    from mtml.labels import class_set, label_names
-
     model.eval()
     metrics = {}
     confusion = None
     if model.semantic_head is not None:
-        from mtml.eval.semantic import SemanticConfusion
-
         confusion = SemanticConfusion(cfg.model.channel_ids())
     scenes = (make() for make in val_scenes)
     if cfg.loss.instance:
@@ -81,8 +79,6 @@ def validate(model: MTMLNet, cfg: ExperimentConfig, val_scenes) -> dict:
                               desc="val", semantic=confusion, semantic_ignore=cfg.data.semantic_ignore)
         metrics.update({"ap": float(res.mean_ap), "ap50": float(res.mean_ap50), "ap25": float(res.mean_ap25)})
     elif confusion is not None:
-        from mtml.eval.scenes import evaluate_semantic
-
         evaluate_semantic(model, scenes, cfg.data.voxel_size, confusion, cfg.data.semantic_ignore, desc="val",
                           total=len(val_scenes))
     if confusion is not None:
@@ -183,7 +179,8 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
                step_losses, validate_epoch, checkpoint_extra, start_epoch: int = 0, best_score: float = -1.0,
                elapsed: float = 0.0, progress: bool = True, shown=("ap50", "miou")) -> Path:
     """The epoch loop every trainer shares: cosine learning rate, one optimizer step per training item, JSONL
-    metrics, atomic ``last.pt`` every epoch (before validating: a failed validation never costs an epoch),
+    metrics, atomic ``last.pt`` every epoch (before validating: a failed validation never costs an epoch; its
+    ``val_pending`` says whether that epoch's validation is still to run, and a resumed run runs it first),
     ``best.pt`` at the best validation score, and ``curves.png``. Returns ``out/last.pt``. With
     ``train.ema_decay`` set, validation and both checkpoints use the moving average of the weights
     (``mtml.train.weight_average``).
@@ -201,13 +198,35 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
+    resumed = read_checkpoint(last) if start_epoch > 0 else {}  # a resumed run starts from last.pt
     average = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay else None
     if average is not None and start_epoch > 0:  # last.pt holds the average; the optimizer's weights ride along
-        saved = torch.load(last, map_location="cpu", weights_only=False).get("training_weights")
+        saved = resumed.get("training_weights")
         if saved is None:
             raise InputError(str(last), "was written without train.ema_decay: resume it with the setting it ran with")
         average.resume(saved)
     averaged = average.applied if average is not None else contextlib.nullcontext
+
+    def validate_and_keep_best(epoch: int, extra: dict, loss_text: str) -> None:
+        """Validate after ``epoch`` (0-based; inside ``averaged()``), log and print it, write best.pt when the
+        score is the best so far, and rewrite last.pt (its checkpoint ``extra``) as validated."""
+        nonlocal best_score
+        val, score = validate_epoch()
+        log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
+        text = "  ".join(f"val {k} {100 * v:.1f}" for k, v in val.items() if k in shown)
+        print(f"epoch {epoch + 1}: {loss_text}  {text}  ({elapsed:.0f} s)")
+        if score > best_score:
+            best_score = score
+            save_checkpoint(best, model, checkpoint_extra(epoch, best_score, elapsed))
+            extra["best_score"] = best_score
+        extra["val_pending"] = False
+        save_checkpoint(last, model, extra)
+
+    if resumed.get("val_pending"):  # the run stopped while validating the epoch last.pt holds: validate it now
+        pending = {k: v for k, v in resumed.items() if k not in ("format", "model_config", "model_state")}
+        with averaged():
+            validate_and_keep_best(start_epoch - 1, pending, "(validation resumed)")
+        plot_curves(metrics_path, out / "curves.png")
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t_epoch = time.perf_counter()
@@ -237,18 +256,11 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
         extra.update({"optimizer_state": opt.state_dict(), "torch_rng": torch.get_rng_state()})
         if average is not None:
             extra["training_weights"] = average.training_weights()
+        extra["val_pending"] = (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs
         with averaged():  # checkpoints and validation see the averaged weights when train.ema_decay is set
             save_checkpoint(last, model, extra)
-            if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
-                val, score = validate_epoch()
-                log({"kind": "val", "epoch": epoch + 1, "seconds": elapsed, **val})
-                text = "  ".join(f"val {k} {100 * v:.1f}" for k, v in val.items() if k in shown)
-                print(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {text}  ({elapsed:.0f} s)")
-                if score > best_score:
-                    best_score = score
-                    save_checkpoint(best, model, checkpoint_extra(epoch, best_score, elapsed))
-                    extra["best_score"] = best_score
-                    save_checkpoint(last, model, extra)
+            if extra["val_pending"]:
+                validate_and_keep_best(epoch, extra, f"loss {row['loss']:.4f}")
         plot_curves(metrics_path, out / "curves.png")
     return last
 
@@ -256,7 +268,5 @@ def fit_epochs(cfg: ExperimentConfig, out: Path, model: MTMLNet, opt: torch.opti
 def checkpoint_extra(cfg: ExperimentConfig, epoch: int, best_score: float, seconds: float, class_counts) -> dict:
     """What inference needs besides the weights: the experiment config (voxel size, clustering, classes), and
     the training class frequencies (voxels per class channel)."""
-    from mtml.labels import label_names
-
     return {"epoch": epoch, "best_score": best_score, "train_seconds": seconds, "experiment": cfg.to_dict(),
             "class_names": label_names(cfg.data.benchmark), "class_voxel_counts": np.asarray(class_counts).tolist()}

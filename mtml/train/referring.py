@@ -25,8 +25,33 @@ import torch
 from tqdm import tqdm
 
 from mtml.config import ExperimentConfig
+from mtml.data.referring import (
+    build_referring_split,
+    check_referring_kind,
+    class_names_for_scene_id,
+    drop_words,
+    extra_training_records,
+    generate_descriptions,
+    has_extra_training_scenes,
+    referring_target_mask,
+    scene_for_record,
+)
+from mtml.data.voxelize import voxelize
 from mtml.errors import InputError
+from mtml.eval.referring import ReferringScores
+from mtml.losses.referring import referring_loss
 from mtml.model.model import MTMLNet
+from mtml.model.referring import ReferringConfig
+from mtml.model.text import make_text_encoder
+from mtml.predict.infer import (
+    encode_descriptions,
+    network_outputs,
+    referring_masks,
+    referring_superpoints,
+    segment_grid,
+    voxel_centres,
+)
+from mtml.train.loop import checkpoint_extra, fit_epochs, start_frozen_model_run
 
 
 class ReferringScenes:
@@ -59,15 +84,6 @@ class ReferringScenes:
         name = self.names[i]
         if name in self._cache:
             return self._cache[name]
-        from mtml.data.referring import referring_target_mask, scene_for_record
-        from mtml.data.voxelize import voxelize
-        from mtml.predict.infer import (
-            encode_descriptions,
-            network_outputs,
-            referring_superpoints,
-            segment_grid,
-            voxel_centres,
-        )
 
         records = self.by_scene[name]
         scene = scene_for_record(records[0])
@@ -105,8 +121,6 @@ def training_descriptions(item: dict, epoch: int, index: int, per_scene: int, re
     new ones drawn by the generator for this epoch; each with ``word_dropout`` of its words left out. The draws
     depend only on (epoch, index), so a resumed run sees the same text. Returns (list of S description strs,
     their voxel targets bool [S, V])."""
-    from mtml.data.referring import class_names_for_scene_id, drop_words, generate_descriptions
-
     rng = np.random.default_rng([epoch, index])
     records = item["records"]
     if redraw and epoch > 0:
@@ -120,10 +134,6 @@ def evaluate_referring(model: MTMLNet, scenes: ReferringScenes, progress: bool =
     """``mtml.eval.referring.ReferringScores`` of the model's referring head over every description of
     ``scenes``, at the points (a point is in the answer when its voxel is). The time per scan is the network's
     pass (measured when the scene's features were computed) plus the referring head's for all its descriptions."""
-    from mtml.data.referring import referring_target_mask
-    from mtml.eval.referring import ReferringScores
-    from mtml.predict.infer import referring_masks
-
     scores = ReferringScores()
     head = model.referring_head
     was_training = head.training
@@ -146,19 +156,15 @@ def evaluate_referring(model: MTMLNet, scenes: ReferringScenes, progress: bool =
 def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
                     init_checkpoint: Optional[str] = None) -> Path:
     """Train the referring head of ``cfg.model`` (``train.task: refer``) on the synthetic referring benchmark of
-    ``data.kind`` (toy or longtail); every other weight comes from ``init_checkpoint`` (required) and is frozen.
+    ``data.kind`` (one of ``mtml.data.referring.KINDS``: toy or longtail); every other weight comes from
+    ``init_checkpoint`` (required) and is frozen.
     Returns ``out_dir/last.pt``."""
-    from mtml.data.referring import build_referring_split, extra_training_records
-    from mtml.losses.referring import referring_loss
-    from mtml.model.referring import ReferringConfig
-    from mtml.model.text import make_text_encoder
-    from mtml.predict.infer import encode_descriptions
-    from mtml.train.loop import checkpoint_extra, fit_epochs, start_frozen_model_run
-
     if not cfg.model.referring:
         raise InputError(None, "train.task 'refer' needs model.referring settings")
-    if cfg.data.kind not in ("toy", "longtail"):
-        raise InputError(None, f"the referring benchmark has toy and longtail scenes, not {cfg.data.kind!r}")
+    check_referring_kind(cfg.data.kind)
+    if cfg.data.referring_extra_scenes and not has_extra_training_scenes(cfg.data.kind):
+        raise InputError(None, f"data.referring_extra_scenes: data.kind {cfg.data.kind!r} has no extra referring "
+                               "training scenes")
     run = start_frozen_model_run(cfg, out_dir, resume, init_checkpoint, "referring_head",
                                  "the checkpoint whose backbone it reads")
     model = run.model
@@ -167,10 +173,7 @@ def train_referring(cfg: ExperimentConfig, out_dir: str | os.PathLike, resume: b
     augment = cfg.data.referring_redraw or cfg.data.referring_word_dropout > 0
     train_records = build_referring_split(cfg.data.kind, "train", cfg.data.train_scenes, per_scene)
     if cfg.data.referring_extra_scenes:
-        if cfg.data.kind != "toy":
-            raise InputError(None, "data.referring_extra_scenes adds toy scenes; data.kind is "
-                                   f"{cfg.data.kind!r}")
-        train_records += extra_training_records(cfg.data.referring_extra_scenes, per_scene)
+        train_records += extra_training_records(cfg.data.referring_extra_scenes, per_scene, kind=cfg.data.kind)
     train_set = ReferringScenes(train_records,
                                 model, encoder, cfg.data.voxel_size, cfg.cluster, encode_text=not augment)
     val_set = ReferringScenes(build_referring_split(cfg.data.kind, "val", cfg.data.val_scenes, per_scene),
