@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mtml.data.registry import class_set
 from mtml.eval.instance_ap import evaluate_instances
-from mtml.labels import class_set
 from mtml.scene import ScenePredictions
 
 NUM_SCENES = 100

@@ -13,7 +13,6 @@ import torch
 from reference import RatioRecorder, bundled_model_or_skip, reference_workload
 
 from mtml.cluster.pipeline import segment_instances
-from mtml.config import config_from_dict
 from mtml.data.dataset import make_sample
 from mtml.data.toy import generate_scene
 from mtml.data.voxelize import voxelize
@@ -28,8 +27,8 @@ _record = _RATIOS.record
 @pytest.fixture(scope="module")
 def toy():
     """The bundled toy model (post-processing time depends on how well the embedding is trained)."""
-    model, state = bundled_model_or_skip("toy.pt")
-    cfg = config_from_dict(state["experiment"])
+    loaded = bundled_model_or_skip("toy")
+    cfg, model, state = loaded.config, loaded.model, loaded.state
     scene = generate_scene(900)
     grid = voxelize(scene, cfg.data.voxel_size)
     return cfg, scene, grid, model, state

@@ -21,7 +21,6 @@ import pytest
 import torch
 from reference import RatioRecorder, bundled_model_or_skip, reference_workload
 
-from mtml.config import config_from_dict
 from mtml.data.dataset import padded_shape
 from mtml.data.toy import ToySceneConfig, generate_scene
 from mtml.data.voxelize import voxelize
@@ -39,10 +38,10 @@ _record = _RATIOS.record
 @pytest.fixture(scope="module")
 def model():
     """(the bundled model, its instance clustering settings)."""
-    m, state = bundled_model_or_skip("toy.pt")
-    if m.referring_head is None:
+    loaded = bundled_model_or_skip("toy")
+    if loaded.model.referring_head is None:
         pytest.skip("the bundled toy.pt has no referring head")
-    return m.eval(), config_from_dict(state["experiment"]).cluster
+    return loaded.model, loaded.config.cluster
 
 
 @pytest.fixture(scope="module")

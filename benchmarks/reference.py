@@ -29,13 +29,11 @@ class RatioRecorder:
         self.means[key] = mean
 
 
-def bundled_model_or_skip(name: str = "toy.pt"):
-    """(model in eval mode, checkpoint state) of a checkpoint bundled in mtml/checkpoints; skips the calling
-    benchmark when the file is missing."""
-    from mtml.cli.infer import bundled_checkpoint
-    from mtml.model.model import load_checkpoint
+def bundled_model_or_skip(name: str = "toy"):
+    """A model bundled in mtml/checkpoints, loaded (``mtml.predict.checkpoint.LoadedModel``: model in eval mode,
+    experiment config, checkpoint state); skips the calling benchmark when it is missing."""
+    from mtml.predict.checkpoint import bundled_checkpoints, load_model
 
-    path = bundled_checkpoint(name)
-    if not path.exists():
-        pytest.skip(f"bundled checkpoint {path} missing (train it: see README)")
-    return load_checkpoint(path)
+    if name not in bundled_checkpoints():
+        pytest.skip(f"bundled checkpoint {name} missing (train it: see its model card in mtml/checkpoints/)")
+    return load_model(name)

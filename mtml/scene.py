@@ -205,3 +205,56 @@ class ReferringPrediction:
     masks: np.ndarray
     scores: np.ndarray
     probabilities: np.ndarray
+
+
+@dataclass
+class Instance:
+    """One object a ``Predictor`` found in a scene (``mtml.predict.predictor``).
+
+    label_id:      semantic class id.
+    label_name:    the class's name (the id as text when the checkpoint names no such class).
+    score:         confidence in [0, 1].
+    point_indices: int64 [M] rows of the scene's points that belong to it (sorted, M >= 1).
+    """
+
+    label_id: int
+    label_name: str
+    score: float
+    point_indices: np.ndarray
+
+
+@dataclass
+class Segmentation:
+    """A ``Predictor``'s segmentation of one scene of N points.
+
+    point_instances: int64 [N] index into ``instances`` of each point's instance, -1 for none.
+    point_labels:    int64 [N] semantic class id of each point (the labels the instances were built on).
+    instances:       the instances, best score first; each has at least one point.
+    class_names:     class id -> name, from the checkpoint.
+    timings_s:       seconds per stage (voxelize, network, cluster, ...).
+    labels_source:   "given" (the scene's own labels) or "predicted" (the semantic head).
+    """
+
+    point_instances: np.ndarray
+    point_labels: np.ndarray
+    instances: list = field(default_factory=list)
+    class_names: dict = field(default_factory=dict)
+    timings_s: dict = field(default_factory=dict)
+    labels_source: str = ""
+
+
+@dataclass
+class Referral:
+    """A ``Predictor``'s answer to one sentence about a scene of N points.
+
+    sentence:   the description, as given.
+    point_mask: bool [N] the points of the object it refers to (never empty).
+    score:      confidence: the mean mask probability over the chosen voxels.
+    found:      True when some voxel's probability is over 0.5; False when the mask is the fallback of the
+                most likely voxels (``mtml.predict.infer.referring_masks``).
+    """
+
+    sentence: str
+    point_mask: np.ndarray
+    score: float
+    found: bool

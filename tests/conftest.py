@@ -68,10 +68,10 @@ def bundled_toy():
     """(path of the bundled plain-scan model, its experiment config as a dict)."""
     import torch
 
-    from mtml.cli.infer import bundled_checkpoint
+    from mtml.predict.checkpoint import resolve_checkpoint
 
-    path = bundled_checkpoint("toy.pt")
-    return str(path), torch.load(path, map_location="cpu", weights_only=False)["experiment"]
+    path = resolve_checkpoint("toy")
+    return str(path), torch.load(path, map_location="cpu", weights_only=True)["experiment"]
 
 
 def train_instance_head_on_bundled(tmp_path, bundled_toy, task: str, head: str, cluster: dict = None):

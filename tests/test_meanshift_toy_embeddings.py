@@ -5,7 +5,7 @@ import pytest
 from sklearn.cluster import MeanShift
 from sklearn.metrics import adjusted_rand_score
 
-from mtml.cli.infer import bundled_checkpoint
+from mtml.predict.checkpoint import resolve_checkpoint
 from mtml.cluster.meanshift import extension_available, mean_shift
 from mtml.data.toy import generate_scene
 from mtml.data.voxelize import voxelize
@@ -15,7 +15,7 @@ from mtml.predict.infer import predict_voxels
 
 @pytest.fixture(scope="module")
 def toy_embeddings():
-    model, _ = load_checkpoint(bundled_checkpoint("toy_multitask.pt"))
+    model, _ = load_checkpoint(resolve_checkpoint("toy_multitask"))
     out = []
     for seed in (900, 950):
         grid = voxelize(generate_scene(seed), 0.1)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
+import reprlib
+import typing
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -13,6 +22,9 @@ from mtml.errors import InputError
 from mtml.io.atomic import atomic_path
 from mtml.model.backbone import BackboneConfig, DilatedBackbone
 from mtml.model.heads import PointwiseHead, SemanticHead
+from mtml.model.instance_classifier import InstanceClassifier
+from mtml.model.proposal_scorer import ProposalScorer
+from mtml.model.referring import ReferringConfig, ReferringHead
 
 INPUT_CHANNELS = {"occupancy": 1, "height": 1, "rgb": 3}
 """Channels of each geometry input feature; "semantic" adds one one-hot channel per class."""
@@ -71,9 +83,41 @@ class ModelConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "ModelConfig":
-        d = dict(d)
-        bb = BackboneConfig(**d.pop("backbone", {}))
+        """A ModelConfig from its ``asdict`` form (a checkpoint's ``model_config``). ValueError names the first
+        unknown key, TypeError the first wrongly typed value, also inside ``backbone`` and ``referring``."""
+        d = dict(checked_fields(ModelConfig, d, ""))
+        bb = BackboneConfig(**checked_fields(BackboneConfig, d.pop("backbone", {}), "backbone."))
+        checked_fields(ReferringConfig, d.get("referring", {}), "referring.")
         return ModelConfig(backbone=bb, **d)
+
+
+def checked_fields(cls, values, prefix: str) -> dict:
+    """``values`` when it is a dict whose keys are fields of dataclass ``cls`` and whose values have the fields'
+    plain types (bool, int, float, str, list, dict; an int counts as a float, a bool as neither). ValueError
+    naming an unknown key (after ``prefix``), TypeError naming a wrongly typed one. Fields of other types are not
+    checked here."""
+    if not isinstance(values, dict):
+        raise TypeError(f"{prefix.rstrip('.') or 'it'} must be a mapping, got {type(values).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in values if key not in names]
+    if unknown:
+        raise ValueError(f"unknown key {', '.join(prefix + str(k) for k in unknown)} (known: {', '.join(names)})")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        hint = hints[key]
+        if hint is bool:
+            ok = isinstance(value, bool)
+        elif hint is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif hint is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif hint in (str, list, dict):
+            ok = isinstance(value, hint)
+        else:
+            ok = True
+        if not ok:
+            raise TypeError(f"{prefix}{key} must be {hint.__name__}, got {type(value).__name__} {reprlib.repr(value)}")
+    return values
 
 
 class MTMLNet(nn.Module):
@@ -99,18 +143,12 @@ class MTMLNet(nn.Module):
         self.semantic_head = SemanticHead(bb_cfg.out_channels, cfg.num_classes, cfg.semantic_dim) if cfg.semantic_head else None
         self.instance_classifier = None
         if cfg.instance_classifier:
-            from mtml.model.instance_classifier import InstanceClassifier
-
             self.instance_classifier = InstanceClassifier(cfg.num_classes)
         self.proposal_scorer = None
         if cfg.proposal_scorer:
-            from mtml.model.proposal_scorer import ProposalScorer
-
             self.proposal_scorer = ProposalScorer(cfg.num_classes)
         self.referring_head = None
         if cfg.referring:
-            from mtml.model.referring import ReferringConfig, ReferringHead
-
             extra = cfg.num_classes if cfg.semantic_head else 0
             self.referring_head = ReferringHead(bb_cfg.out_channels + extra, ReferringConfig(**cfg.referring))
 
@@ -135,28 +173,125 @@ class MTMLNet(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+CHECKPOINT_FORMAT = "mtml-1"
+PLAIN_SCALARS = (bool, int, float, str, bytes, type(None))
+TORCH_PLAIN = (torch.Tensor, torch.Size, torch.dtype, torch.device)
+
+
+def plain_data(value, where: str = "checkpoint"):
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists and paths into strings, so that
+    ``torch.load(weights_only=True)`` reads it back: containers (dict, list, tuple) are rebuilt only where something
+    inside them changed, tensors stay. TypeError naming ``where`` (the key path) for any other type."""
+    if isinstance(value, TORCH_PLAIN) or type(value) in PLAIN_SCALARS:
+        return value
+    if isinstance(value, np.generic):  # before the float check: np.float64 is a float subclass
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, PurePath):
+        return os.fspath(value)
+    if type(value) in (dict, OrderedDict):  # a module's state_dict is an OrderedDict
+        items = [(plain_data(k, where), plain_data(v, f"{where}[{k!r}]")) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items())):
+            return value
+        return type(value)(items)
+    if type(value) in (list, tuple):
+        items = [plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
+    raise TypeError(f"{where} is a {type(value).__name__}: a checkpoint holds only tensors and plain data "
+                    "(torch.load(weights_only=True) refuses anything else)")
+
+
 def save_checkpoint(path: str | os.PathLike, model: MTMLNet, extra: Optional[dict] = None) -> None:
-    """Write the model (weights + config) and ``extra`` (optimizer state, epoch, metrics...) atomically."""
-    state = {"format": "mtml-1", "model_config": asdict(model.cfg), "model_state": model.state_dict()}
+    """Write the model (weights + config) and ``extra`` (optimizer state, epoch, metrics...) atomically. Everything
+    is stored as tensors and plain data (``plain_data``), so ``load_checkpoint`` reads it without running code."""
+    state = {"format": CHECKPOINT_FORMAT, "model_config": asdict(model.cfg), "model_state": model.state_dict()}
     state.update(extra or {})
+    state = plain_data(state)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> tuple[MTMLNet, dict]:
-    """Read a checkpoint written by ``save_checkpoint``; returns (model in eval mode, the whole state dict)."""
+def _one_line(err: Exception) -> str:
+    """``Type: message`` of an exception on one line."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
+    """The whole state dict of a checkpoint written by ``save_checkpoint``, read with
+    ``torch.load(weights_only=True)``: only tensors and plain data are unpickled, so a file that would call any
+    other code on loading is refused without running it. InputError naming the file (one line) for a missing or
+    unreadable file, a refused pickle, and a file without the ``format: mtml-1`` tag."""
     if not os.path.isfile(path):
         raise InputError(path, "no such checkpoint file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # corrupt or not a torch file
-        raise InputError(path, f"not a readable mtml checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict) or state.get("format") != "mtml-1":
-        raise InputError(path, "not an mtml checkpoint (missing format tag 'mtml-1')")
-    model = MTMLNet(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model_state"])
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr; the error says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a refused pickle or a corrupt file
+        refused = re.search(r"WeightsUnpickler error:\s*(?:Unsupported global: GLOBAL (\S+))?", str(err))
+        if refused:
+            call = f": it would call {refused.group(1)} on loading" if refused.group(1) else ""
+            raise InputError(path, f"refused to load, not a plain mtml checkpoint{call} (only tensors and plain "
+                                   "data are read)") from None
+        raise InputError(path, f"not a readable mtml checkpoint ({_one_line(err)})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(path, f"not an mtml checkpoint (missing format tag '{CHECKPOINT_FORMAT}')")
+    return state
+
+
+def state_mismatch(expected: Mapping, given: Mapping, shown: int = 3) -> str:
+    """How a state dict ``given`` differs from the ``expected`` one (name -> tensor): the missing and unexpected
+    names and the tensors of another shape (the first ``shown`` of each), or "" when they match."""
+    def listed(names: list) -> str:
+        more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
+        return ", ".join(names[:shown]) + more
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    reshaped = [k for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"missing {listed(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {listed(unexpected)}")
+    for k in reshaped[:shown]:
+        parts.append(f"shape of {k} {'x'.join(map(str, given[k].shape))} in the file vs "
+                     f"{'x'.join(map(str, expected[k].shape))} by model_config")
+    if len(reshaped) > shown:
+        parts.append(f"{len(reshaped) - shown} more of another shape")
+    return "; ".join(parts)
+
+
+def model_from_state(state: dict, path: str | os.PathLike) -> MTMLNet:
+    """The network a checkpoint's state describes (``model_config``) with its weights (``model_state``), in eval
+    mode. InputError naming the file (``path``) for a bad ``model_config`` (unknown keys, wrong types, settings the
+    network refuses) or weights that do not fit it (missing, unexpected or other-shaped tensors)."""
+    try:
+        model = MTMLNet(ModelConfig.from_dict(state.get("model_config")))
+    except (TypeError, ValueError) as err:
+        raise InputError(path, f"bad model_config: {' '.join(str(err).split())}") from None
+    weights = state.get("model_state")
+    if not isinstance(weights, Mapping):
+        raise InputError(path, "model_state is missing or not a mapping of tensors")
+    not_tensors = [k for k, v in weights.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise InputError(path, f"model_state: {', '.join(map(str, not_tensors[:3]))} not tensors")
+    mismatch = state_mismatch(model.state_dict(), weights)
+    if mismatch:
+        raise InputError(path, f"model_state does not match model_config: {mismatch}")
+    model.load_state_dict(weights)
     model.eval()
-    return model, state
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> tuple[MTMLNet, dict]:
+    """Read a checkpoint written by ``save_checkpoint`` safely (``read_checkpoint``); returns (model in eval mode,
+    the whole state dict). InputError naming the file for anything but a plain mtml checkpoint whose weights fit
+    its ``model_config`` (``model_from_state``)."""
+    state = read_checkpoint(path, map_location)
+    return model_from_state(state, path), state
 
 
 def inference_bytes_per_voxel(cfg: ModelConfig) -> int:
@@ -171,3 +306,9 @@ def inference_bytes_per_voxel(cfg: ModelConfig) -> int:
         full += 2 * 64 + cfg.semantic_dim
     half = (2 + b.dilated_blocks) * b.half_channels * 2 / 8
     return int(1.5 * 4 * (full + half))
+
+
+def max_voxels_for_memory(cfg: ModelConfig, memory_gb: float) -> int:
+    """The most occupied-grid cells a forward pass of a ``cfg`` network may use within ``memory_gb`` GiB
+    (``inference_bytes_per_voxel``)."""
+    return int(memory_gb * 2**30 / inference_bytes_per_voxel(cfg))

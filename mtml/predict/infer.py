@@ -13,7 +13,9 @@ import torch
 from mtml.cluster.pipeline import ClusterConfig, segment_instances
 from mtml.data.dataset import network_input
 from mtml.data.voxelize import point_labels_at_floor, voxelize
+from mtml.model.instance_classifier import instance_descriptors, relabel_instances
 from mtml.model.model import MTMLNet
+from mtml.model.proposal_scorer import proposal_features
 from mtml.predict.voting import majority_labels, relabel_by_points, view_grid, voting_views
 from mtml.scene import Instances, ReferringPrediction, Scene, SceneResult, VoxelGrid, VoxelPredictions
 
@@ -44,7 +46,9 @@ def predict_voxels(model: MTMLNet, grid: VoxelGrid, device: str = "cpu", outputs
 def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: ClusterConfig, device: str = "cpu",
                  use_given_labels: bool = True, outputs: Optional[dict] = None, vote_passes: int = 1,
                  max_voxels: Optional[int] = None) -> SceneResult:
-    """Semantic labels and instances of an already voxelised scene. Timings: network, cluster (s).
+    """Semantic labels and instances of an already voxelised scene. Timings (s): network (the heads' outputs; the
+    forward pass too unless ``outputs`` are given), cluster, point_labels (the points' labels: the floor rules,
+    ``point_labels_at_floor``, when ``cluster_cfg.floor_label`` is set).
 
     The instances are built on the scan's own labels when it has them and ``use_given_labels`` is set (or the
     model reads labels as input); otherwise on the semantic head's predictions. There, a model with a proposal
@@ -58,8 +62,6 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
     """
     given = grid.labels is not None and (use_given_labels or model.cfg.needs_labels)
     if vote_passes > 1 and not given:
-        from mtml.predict.infer import segment_grid_voted
-
         return segment_grid_voted(model, scene, grid, cluster_cfg, vote_passes, device, outputs, max_voxels)
     t0 = time.perf_counter()
     pred = predict_voxels(model, grid, device, outputs)
@@ -86,15 +88,14 @@ def segment_grid(model: MTMLNet, scene: Scene, grid: VoxelGrid, cluster_cfg: Clu
                                              cluster_cfg.floor_foot_offset, cluster_cfg.floor_foot_rise)
     else:
         point_labels = grid.labels[grid.point_to_voxel]
+    t3 = time.perf_counter()
     return SceneResult(scene, grid, instances, point_labels, "given" if given else "predicted",
-                       {"network": t1 - t0, "cluster": t2 - t1}, pred)
+                       {"network": t1 - t0, "cluster": t2 - t1, "point_labels": t3 - t2}, pred)
 
 
 def learned_proposal_scores(model: MTMLNet, grid: VoxelGrid, probabilities: np.ndarray):
     """The model's proposal scorer as ``segment_instances``' ``rescore``: (masks, terms) -> float [P], the predicted
     IoU of each proposal with its object. grid: with the predicted labels; probabilities float [V, C]."""
-    from mtml.model.proposal_scorer import proposal_features
-
     head = model.proposal_scorer
 
     @torch.no_grad()
@@ -111,8 +112,6 @@ def classify_instances(model: MTMLNet, grid: VoxelGrid, instances: Instances, pr
     """The model's instance classifier on instances built on predicted labels: each instance and its voxels take
     the class it predicts (``mtml.model.instance_classifier``); instances it calls stuff are dropped.
     probabilities: float [V, C] the semantic head's class probabilities. Returns (instances, voxel labels [V])."""
-    from mtml.model.instance_classifier import instance_descriptors, relabel_instances
-
     if len(instances) == 0:
         return instances, grid.labels
     head = model.instance_classifier
@@ -125,7 +124,8 @@ def classify_instances(model: MTMLNet, grid: VoxelGrid, instances: Instances, pr
 def segment_scene(model: MTMLNet, scene: Scene, cluster_cfg: ClusterConfig, voxel_size: float = 0.1,
                   max_voxels: Optional[int] = None, device: str = "cpu", use_given_labels: bool = True,
                   vote_passes: int = 1) -> SceneResult:
-    """Semantic labels and instances of one scene (see ``segment_grid``). Timings: voxelize, network, cluster (s)."""
+    """Semantic labels and instances of one scene (see ``segment_grid``). Timings (s): voxelize, then
+    ``segment_grid``'s."""
     t0 = time.perf_counter()
     grid = voxelize(scene, voxel_size, max_voxels=max_voxels)
     res = segment_grid(model, scene, grid, cluster_cfg, device, use_given_labels, vote_passes=vote_passes,

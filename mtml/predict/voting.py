@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtml.data.voxelize import NO_INSTANCE, majority_per_group, voxelize
+from mtml.model.instance_classifier import relabel_instances
 from mtml.scene import Instances, Scene, VoxelGrid
 
 MAX_PASSES = 16
@@ -78,8 +79,6 @@ def relabel_by_points(instances: Instances, grid: VoxelGrid, point_labels: np.nd
     """Each instance takes the most frequent of ``point_labels`` int64 [N] over its points; one whose majority is
     a stuff class stops being an instance. Returns (Instances, voxel labels int64 [V]: each instance's voxels take
     its label, the other voxels keep ``grid.labels``)."""
-    from mtml.model.instance_classifier import relabel_instances
-
     if len(instances) == 0:
         return instances, grid.labels
     owner = instances.voxel_instance_ids(grid.num_voxels)[grid.point_to_voxel]
