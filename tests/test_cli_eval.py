@@ -12,8 +12,8 @@ import pytest
 
 from mtml.cli import run_command
 from mtml.cli.eval import main
+from mtml.data.registry import class_set
 from mtml.io.benchmark import write_scene_predictions
-from mtml.labels import class_set
 
 FIXTURE = Path(__file__).parent / "fixtures" / "scannet_instance_eval"
 
@@ -106,3 +106,19 @@ def test_scannet200_prints_group_means(tmp_path, capsys):
     values = csv_values(out)
     assert len(values) == 198
     assert values["chair"][1:] == [1.0, 1.0, 1.0] and values["table"][1:] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("subcommand", ["scannet", "instances"])
+def test_unwritable_output_file_is_one_line_exit_2_before_evaluating(subcommand, tmp_path, capsys, monkeypatch):
+    import mtml.cli.eval as eval_module
+
+    monkeypatch.setattr(eval_module, "evaluate_instances", lambda *a, **k: pytest.fail("evaluated before the check"))
+    (tmp_path / "a_file").write_text("x")
+    inputs = (["--pred-path", str(FIXTURE / "pred"), "--gt-path", str(FIXTURE / "gt")] if subcommand == "scannet"
+              else ["--gt", str(tmp_path / "gt.ply"), "--pred-dir", str(tmp_path)])
+    for out, problem in ((Path("/sys/result.csv"), "not writable"),  # sysfs refuses new files, also to root
+                         (tmp_path / "a_file" / "result.csv", "is a file, not a folder"),
+                         (tmp_path, "is a folder")):
+        status, err = run([subcommand, *inputs, "--output-file", str(out)], capsys)
+        assert status == 2 and len(err) == 1, err
+        assert str(out) in err[0] and problem in err[0] and "--output-file" in err[0]

@@ -145,3 +145,25 @@ def test_cli_root_without_scans_and_bad_arguments(tmp_path, capsys):
             main(["scannet", "--root", str(tmp_path), "--out", str(tmp_path / "x.h5"), *bad])
         assert exit_info.value.code == 2
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.1", "abc"])
+def test_cli_voxel_size_must_be_a_positive_finite_number(value, root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scannet", "--root", str(root), "--out", str(tmp_path / "x.h5"), "--voxel-size", value])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--voxel-size" in errors[0] and value in errors[0]
+    assert not (tmp_path / "x.h5.partial").exists()
+
+
+def test_cli_unusable_out_is_one_line_exit_2_before_reading_scans(root, tmp_path, capsys, monkeypatch):
+    from mtml.data import scannet_prep
+
+    monkeypatch.setattr(scannet_prep, "prep_scannet", lambda *a, **k: pytest.fail("scans read before checking --out"))
+    (tmp_path / "a_file").write_text("x")
+    for out, problem in ((tmp_path, "is a folder"), (tmp_path / "a_file" / "x.h5", "is a file, not a folder"),
+                         (Path("/sys/x.h5"), "not writable")):  # sysfs refuses new files, also to root
+        status, stdout, stderr = run(["scannet", "--root", str(root), "--out", str(out)], capsys)
+        assert status == 2 and len(stderr) == 1 and stdout == []
+        assert str(out) in stderr[0] and problem in stderr[0] and "--out" in stderr[0]

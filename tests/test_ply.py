@@ -198,3 +198,31 @@ def test_truncated_header(tmp_path):
     path = tmp_path / "hdr.ply"
     path.write_text("ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\n")
     _expect(path, "malformed PLY header")
+
+
+@pytest.mark.parametrize("text", [False, True])
+@pytest.mark.parametrize("element", ["vertex", "face"])
+def test_header_count_beyond_the_file_size_is_refused_before_allocating(tmp_path, text, element):
+    import tracemalloc
+
+    claims = {"vertex": 3, "face": 1, element: 2**31}
+    header = (f"ply\nformat {'ascii' if text else 'binary_little_endian'} 1.0\n"
+              f"element vertex {claims['vertex']}\nproperty float x\nproperty float y\nproperty float z\n"
+              f"element face {claims['face']}\nproperty list uchar int vertex_indices\nend_header\n")
+    body = "0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n" if text else (np.eye(3, dtype="<f4").tobytes() + b"\x03"
+                                                           + np.arange(3, dtype="<i4").tobytes())
+    path = tmp_path / "liar.ply"
+    path.write_bytes(header.encode() + (body.encode() if text else body))
+    tracemalloc.start()
+    try:
+        msg = _expect(path, f"header says {2**31} {'vertices' if element == 'vertex' else 'faces'}",
+                      f"bytes of {element} data")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak  # no array of the claimed size was allocated
+    # the bytes after the header, less the fewest the other element's rows can take (binary: 12 per vertex, 1 per
+    # empty face list; ASCII: 2 per property value)
+    budget = {(False, "vertex"): 49 - 1, (False, "face"): 49 - 3 * 12, (True, "vertex"): 26 - 2,
+              (True, "face"): 26 - 3 * 6}[text, element]
+    assert len(body) == (26 if text else 49) and f"at most {budget} bytes" in msg, msg

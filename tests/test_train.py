@@ -6,7 +6,6 @@ import yaml
 
 from mtml.cli import run_command
 from mtml.cli.train import main as train_main
-from mtml.errors import InputError
 from mtml.model.model import load_checkpoint
 from mtml.train.segment import train
 
@@ -51,6 +50,53 @@ def test_resume_continues_after_last_epoch_and_matches_uninterrupted_run(tiny_co
         assert torch.allclose(x.float(), y.float(), atol=1e-5), name
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_kill_during_last_validation_then_resume_validates_and_writes_best(tiny_config, tmp_path, monkeypatch,
+                                                                          ema_decay):
+    tiny_config.train.ema_decay = ema_decay
+    tiny_config.train.val_every = 2  # only the last epoch validates: best.pt can only come from that validation
+    full = tmp_path / "full"
+    train(tiny_config, full, progress=False)
+
+    import mtml.train.segment as segment_module
+
+    real_validate = segment_module.validate
+    calls = []
+
+    def killed_once(*args, **kwargs):  # the run is killed inside the last epoch's validation, after its last.pt
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(segment_module, "validate", killed_once)
+    split = tmp_path / "split"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config, split, progress=False)
+    assert not (split / "best.pt").exists() and load_checkpoint(split / "last.pt")[1]["val_pending"]
+    train(tiny_config, split, resume=True, progress=False)
+    assert len(calls) == 2
+
+    def rows(run, kind):
+        return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if json.loads(x)["kind"] == kind]
+
+    def metrics(row):
+        return {k: v for k, v in row.items() if k != "seconds"}  # training time differs between runs
+
+    assert [metrics(r) for r in rows(split, "val")] == [pytest.approx(metrics(r)) for r in rows(full, "val")]
+    assert [r["epoch"] for r in rows(split, "val")] == [2]
+    assert rows(split, "val")[0]["seconds"] == rows(split, "epoch")[-1]["seconds"]
+    a, a_state = load_checkpoint(full / "best.pt")
+    b, b_state = load_checkpoint(split / "best.pt")
+    assert a_state["epoch"] == b_state["epoch"] == 1 and a_state["best_score"] == pytest.approx(b_state["best_score"])
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(x.float(), y.float(), atol=1e-5), name
+    _, last_state = load_checkpoint(split / "last.pt")
+    assert not last_state["val_pending"] and last_state["best_score"] == pytest.approx(b_state["best_score"])
+    train(tiny_config, split, resume=True, progress=False)  # nothing is left to do: no second validation
+    assert len(calls) == 2 and len(rows(split, "val")) == 1
+
+
 def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epochz: 3\n")
@@ -68,17 +114,3 @@ def test_auto_class_sizes_are_measured_and_stored(tiny_config, tmp_path):
     sizes = state["experiment"]["cluster"]["class_sizes"]
     assert set(sizes) <= {1, 2, 3, 4, 5} and len(sizes) >= 2
     assert all(v > 0 for v in sizes.values())
-
-
-def test_config_inherits_section_by_section(tmp_path):
-    from mtml.config import load_config
-
-    (tmp_path / "base.yaml").write_text("name: base\nmodel:\n  embedding_dim: 8\n  semantic_head: true\n"
-                                        "train:\n  epochs: 5\n  lr: 0.01\n")
-    (tmp_path / "child.yaml").write_text("inherit: base.yaml\nname: child\ntrain:\n  epochs: 2\n")
-    cfg = load_config(tmp_path / "child.yaml")
-    assert cfg.name == "child" and cfg.train.epochs == 2
-    assert cfg.train.lr == 0.01 and cfg.model.embedding_dim == 8 and cfg.model.semantic_head
-    (tmp_path / "loop.yaml").write_text("inherit: loop.yaml\n")
-    with pytest.raises(InputError, match="inherits from itself"):
-        load_config(tmp_path / "loop.yaml")

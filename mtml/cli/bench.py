@@ -14,24 +14,26 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtml.cli import run_command
+from mtml.cli import int_between, positive_int, run_command
+from mtml.io.atomic import check_output_folder
+from mtml.predict.voting import MAX_PASSES
 
 
 def _checkpoints(args) -> tuple[str, str]:
     """The multi-task and FE-only checkpoints: given, trained now (--train), or the bundled ones."""
-    from mtml.cli.infer import bundled_checkpoint
+    from mtml.predict.checkpoint import resolve_checkpoint
 
     if args.train:
-        from mtml.config import load_config
+        from mtml.config import find_config, load_config
         from mtml.train.segment import train
 
         trained = {}
-        for key, cfg_name in (("multi_task", "toy.yaml"), ("fe_only", "toy_fe_only.yaml")):
-            cfg = load_config(Path(args.configs) / cfg_name)
+        for key, cfg_name in (("multi_task", "toy/toy.yaml"), ("fe_only", "toy/fe_only.yaml")):
+            cfg = load_config(find_config(cfg_name, args.configs))
             trained[key] = str(train(cfg, Path(args.out) / f"train_{key}", resume=True))
         return trained["multi_task"], trained["fe_only"]
-    return (args.multi_task or str(bundled_checkpoint("toy_multitask.pt")),
-            args.fe_only or str(bundled_checkpoint("toy_fe_only.pt")))
+    return (args.multi_task or resolve_checkpoint("toy_multitask"),
+            args.fe_only or resolve_checkpoint("toy_fe_only"))
 
 
 def main(argv=None) -> int:
@@ -40,58 +42,65 @@ def main(argv=None) -> int:
     t1 = sub.add_parser("toy-table1", help="MTML Table 1: AP50 per class on the 100 toy test scenes")
     t1.add_argument("--multi-task", default=None, help="checkpoint (default: bundled toy_multitask.pt)")
     t1.add_argument("--fe-only", default=None, help="checkpoint (default: bundled toy_fe_only.pt)")
-    t1.add_argument("--train", action="store_true", help="train both models from configs/ first (about 1 h each)")
-    t1.add_argument("--configs", default="configs", help="folder with toy.yaml and toy_fe_only.yaml (with --train)")
-    t1.add_argument("--scenes", type=int, default=None, help="evaluate on the first N test scenes only")
+    t1.add_argument("--train", action="store_true", help="train both models from toy/toy.yaml and toy/fe_only.yaml "
+                                                         "first (about 1 h each)")
+    t1.add_argument("--configs", default=None, help="configs folder holding toy/toy.yaml and toy/fe_only.yaml (with "
+                                                     "--train; default: the configs installed with mtml)")
+    t1.add_argument("--scenes", type=positive_int, default=None, help="evaluate on the first N test scenes only")
     t1.add_argument("--out", default="mtml_bench", help="folder for table1.csv (default mtml_bench)")
     gen = sub.add_parser("toy-generalization",
                          help="model vs connected components on unseen, harder toy scenes (more boxes, more contact)")
     gen.add_argument("--checkpoint", default=None, help="checkpoint (default: bundled toy_multitask.pt)")
-    gen.add_argument("--scenes", type=int, default=100)
+    gen.add_argument("--scenes", type=positive_int, default=100)
     gen.add_argument("--out", default="mtml_bench")
     plain = sub.add_parser("toy-plain", help="the plain-scan model on the toy test scenes with their labels removed: "
                                              "semantic IoU per class and instance AP50")
     plain.add_argument("--checkpoint", default=None, help="checkpoint with a semantic head (default: bundled toy.pt)")
-    plain.add_argument("--scenes", type=int, default=None, help="evaluate on the first N scenes only")
+    plain.add_argument("--scenes", type=positive_int, default=None, help="evaluate on the first N scenes only")
     plain.add_argument("--split", choices=("test", "val"), default="test",
                        help="toy test scenes 900-999 (default) or the validation scenes 100000-100099")
-    plain.add_argument("--vote", type=int, default=1, metavar="PASSES",
+    plain.add_argument("--vote", type=int_between(1, MAX_PASSES), default=1, metavar="PASSES",
                        help="vote each point's label over this many turned, shifted and mirrored copies of the scene "
-                            "(1-16; mtml.predict.voting; default 1: one pass)")
+                            f"(1-{MAX_PASSES}; mtml.predict.voting; default 1: one pass)")
     plain.add_argument("--out", default="mtml_bench")
     lt = sub.add_parser("longtail", help="seeds/001 Table 1: semantic mIoU / precision / recall over head, common, "
                                          "tail on the long-tail benchmark's test scenes")
-    lt.add_argument("--train", action="store_true", help="train the rows from configs/longtail_*.yaml first "
+    lt.add_argument("--train", action="store_true", help="train the rows from configs longtail/*.yaml first "
                                                          "(resumes interrupted runs)")
-    lt.add_argument("--configs", default="configs", help="folder with the longtail_*.yaml configs (with --train)")
+    lt.add_argument("--configs", default=None, help="configs folder holding longtail/*.yaml (with --train; default: "
+                                                     "the configs installed with mtml)")
     lt.add_argument("--runs", default="runs/longtail", help="folder of the runs: <runs>/<row>/last.pt")
-    lt.add_argument("--scenes", type=int, default=None, help="evaluate on the first N test scenes only")
+    lt.add_argument("--scenes", type=positive_int, default=None, help="evaluate on the first N test scenes only")
     lt.add_argument("--out", default="mtml_bench")
     ref = sub.add_parser("referring", help="seeds/002 ablation: the referring head with and without PWCA, QSA, "
                                            "L_area, L_p2p; mIoU / Acc@0.25 / Acc@0.5 on validation and hand-made "
                                            "descriptions, ms per scan")
-    ref.add_argument("--train", action="store_true", help="train the rows from configs/referring_ablation*.yaml "
+    ref.add_argument("--train", action="store_true", help="train the rows from configs referring/ablation*.yaml "
                                                           "first (resumes interrupted runs; about 15 min on 2 cores)")
     ref.add_argument("--init", default=None, help="the model whose frozen features the rows train on (default: "
                                                   "bundled toy.pt; its own referring head is not used)")
     ref.add_argument("--checkpoint", default=None, help="score this one model (e.g. the bundled toy.pt) instead of "
                                                         "the ablation rows")
-    ref.add_argument("--configs", default="configs", help="folder with the referring_ablation*.yaml configs")
+    ref.add_argument("--configs", default=None, help="configs folder holding referring/ablation*.yaml (with --train; "
+                                                      "default: the configs installed with mtml)")
     ref.add_argument("--runs", default="runs/referring", help="folder of the runs: <runs>/<row>/best.pt")
-    ref.add_argument("--scenes", type=int, default=None, help="evaluate on the first N validation scenes only")
+    ref.add_argument("--scenes", type=positive_int, default=None, help="evaluate on the first N validation scenes only")
     ref.add_argument("--handmade", action="append", default=None, help="ScanRefer-style JSON of extra descriptions, "
                      "scored as a set of its own; repeatable (default: every bundled hand-made set)")
     ref.add_argument("--out", default="mtml_bench")
     args = p.parse_args(argv)
+    check_output_folder(args.out, "--out")
+    if getattr(args, "train", False) and hasattr(args, "runs"):
+        check_output_folder(args.runs, "--runs")
 
-    from mtml.data.toy import toy_scene_seeds
+    from mtml.data.registry import split_seeds
     from mtml.io.atomic import atomic_write_text
     from mtml.tables import toy_table1 as t
 
     out = Path(args.out)
     if args.command == "toy-table1":
         multi, fe = _checkpoints(args)
-        seeds = toy_scene_seeds("test")[: args.scenes]
+        seeds = list(split_seeds("toy", "test"))[: args.scenes]
         rows = t.evaluate_methods(t.default_segmenters(multi, fe), seeds)
         print(f"MTML Table 1: AP50 (%) on {len(seeds)} toy test scenes\n" + t.table1_text(rows))
         atomic_write_text(out / "table1.csv", t.table1_csv(rows))
@@ -103,10 +112,10 @@ def main(argv=None) -> int:
     elif args.command == "referring":
         _referring(args, out)
     else:
-        from mtml.cli.infer import bundled_checkpoint
+        from mtml.predict.checkpoint import resolve_checkpoint
 
-        seeds = range(t.HARDER_SEED_START, t.HARDER_SEED_START + args.scenes)
-        ckpt = args.checkpoint or str(bundled_checkpoint("toy_multitask.pt"))
+        seeds = split_seeds("toy", "harder")[: args.scenes]
+        ckpt = args.checkpoint or resolve_checkpoint("toy_multitask")
         rows = t.evaluate_methods(t.default_segmenters(ckpt, None), seeds, t.HARDER_TOY_CONFIG)
         print(f"Generalisation: AP50 (%) on {args.scenes} unseen scenes with {t.HARDER_TOY_CONFIG.num_boxes} boxes "
               f"and contact share {t.HARDER_TOY_CONFIG.contact_fraction}\n" + t.table1_text(rows, with_paper=False))
@@ -130,18 +139,14 @@ def _toy_plain(args, out: Path) -> None:
     toy scans."""
     import json
 
-    from mtml.cli.infer import bundled_checkpoint
-    from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, toy_scene_seeds
+    from mtml.predict.checkpoint import resolve_checkpoint
+    from mtml.data.registry import split_seeds
+    from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS
     from mtml.io.atomic import atomic_write_text
     from mtml.tables.plain_scans import box_class_miou, evaluate_toy_plain
 
-    ckpt = args.checkpoint or str(bundled_checkpoint("toy.pt"))
-    if args.split == "val":
-        from mtml.train.segment import VAL_SEED_START
-
-        seeds = list(range(VAL_SEED_START, VAL_SEED_START + 100))[: args.scenes]
-    else:
-        seeds = toy_scene_seeds("test")[: args.scenes]
+    ckpt = args.checkpoint or resolve_checkpoint("toy")
+    seeds = list(split_seeds("toy", args.split))[: args.scenes]
     ap, sem = evaluate_toy_plain(ckpt, seeds, vote_passes=args.vote)
     ap50 = {TOY_CLASS_NAMES[c]: 100 * float(v) for c, v in zip(TOY_INSTANCE_CLASS_IDS, ap.ap50)}
     votes = f", labels voted over {args.vote} passes" if args.vote > 1 else ""
@@ -157,7 +162,7 @@ def _toy_plain(args, out: Path) -> None:
 
 def _longtail(args, out: Path) -> None:
     """mtml-bench longtail: train (optionally) and evaluate every row; print the table, write longtail.csv."""
-    from mtml.data.longtail import longtail_scene_seeds
+    from mtml.data.registry import split_seeds
     from mtml.io.atomic import atomic_write_text
     from mtml.tables import longtail_table as lt
 
@@ -165,7 +170,7 @@ def _longtail(args, out: Path) -> None:
         checkpoints = lt.train_longtail_methods(args.configs, args.runs)
     else:
         checkpoints = _trained_rows(args.runs, lt.METHODS, "last.pt")
-    seeds = list(longtail_scene_seeds("test"))[: args.scenes]
+    seeds = list(split_seeds("longtail", "test"))[: args.scenes]
     results = {key: lt.evaluate_checkpoint(path, seeds) for key, path in checkpoints.items()}
     print(f"Long-tail benchmark, {len(seeds)} test scenes (%)\n" + lt.table_text(results))
     atomic_write_text(out / "longtail.csv", lt.table_csv(results))
@@ -175,7 +180,7 @@ def _longtail(args, out: Path) -> None:
 def _referring(args, out: Path) -> None:
     """mtml-bench referring: train (optionally) and evaluate every ablation row; print the table, write
     referring.csv."""
-    from mtml.cli.infer import bundled_checkpoint
+    from mtml.predict.checkpoint import resolve_checkpoint
     from mtml.data.referring import HANDMADE_SETS
     from mtml.io.atomic import atomic_write_text
     from mtml.tables import referring_table as rt
@@ -185,7 +190,7 @@ def _referring(args, out: Path) -> None:
         methods = (rt.Method("model", args.checkpoint, ""),)
         checkpoints = {"model": Path(args.checkpoint)}
     elif args.train:
-        checkpoints = rt.train_ablation(args.configs, args.runs, args.init or str(bundled_checkpoint("toy.pt")))
+        checkpoints = rt.train_ablation(args.configs, args.runs, args.init or resolve_checkpoint("toy"))
     else:
         checkpoints = _trained_rows(args.runs, rt.METHODS, "best.pt")
     results = rt.evaluate_rows(checkpoints, args.scenes, args.handmade or HANDMADE_SETS)

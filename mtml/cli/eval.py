@@ -25,11 +25,12 @@ from typing import TextIO
 import numpy as np
 
 from mtml.cli import int_at_least, run_command, subcommand_main
+from mtml.data.registry import class_set
 from mtml.errors import InputError
 from mtml.eval.instance_ap import InstanceAPResult, evaluate_instances
-from mtml.io.atomic import atomic_write_text
+from mtml.io.atomic import atomic_write_text, check_output_file
 from mtml.io.benchmark import load_benchmark_scene, pair_benchmark_scenes
-from mtml.labels import ClassSet, class_set
+from mtml.labels import ClassSet
 from mtml.scene import ScenePredictions
 
 
@@ -57,6 +58,7 @@ def _add_min_region_size(p: argparse.ArgumentParser) -> None:
 
 
 def _run_scannet(args: argparse.Namespace) -> int:
+    check_output_file(args.output_file)
     classes = class_set(args.benchmark)
     pairs = pair_benchmark_scenes(
         args.pred_path, args.gt_path, require_all_gt=args.require_all_scenes, exclude=[args.output_file]
@@ -98,6 +100,7 @@ def _run_instances(args: argparse.Namespace) -> int:
     from mtml.io.ply import read_ply
     from mtml.labels import scene_gt_ids
 
+    check_output_file(args.output_file)
     classes = class_set(args.classes)
     gts = [read_ply(p) for p in args.gt]
     for gt in gts:

@@ -2,46 +2,33 @@
 and instances of scans. A checkpoint with a semantic head segments plain scans (no 'label'); with a 'label'
 property the scan's labels are used unless ``--predict-labels``.
 
-Every input is read and checked before anything is written, and each output file is written atomically,
-so bad input leaves no partial output behind.
+Every input is read and checked before anything is written, and all outputs of one scan are written to a staging
+folder and moved into place together (``mtml.io.atomic.staged_outputs``), so bad input or a full disk leaves no
+partial output behind. ``timings_s`` in each scan's JSON has every stage and ``total``, their sum.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mtml.cli import run_command
+from mtml.cli import StageTimes, int_between, positive_float_up_to, run_command
 from mtml.errors import InputError
+from mtml.io.atomic import check_output_folder, staged_outputs
+from mtml.predict.checkpoint import bundled_checkpoints, load_model
+from mtml.predict.predictor import check_scene_labels, read_scene
 from mtml.predict.voting import MAX_PASSES
 
-DEFAULT_CHECKPOINT = "toy.pt"
+DEFAULT_CHECKPOINT = "toy"
 # what --demo asks the referring head about toy test scene 900 (object 5; true by the generator's geometry)
 DEMO_SENTENCE = "the flat box on the right side of the cabinet"
-
-
-def bundled_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
-    """Path of a checkpoint shipped inside the package (mtml/checkpoints/)."""
-    return Path(str(resources.files("mtml") / "checkpoints" / name))
-
-
-def read_scan(path: str, benchmark: str, label_map: str | None = None):
-    """A Scene from a PLY file or a ScanNet scan folder (labels in the benchmark's ids)."""
-    import os
-
-    if os.path.isdir(path):
-        from mtml.io.scannet import read_scannet_scan
-
-        return read_scannet_scan(path, benchmark=benchmark, label_map=label_map)
-    from mtml.io.ply import read_ply
-
-    return read_ply(path)
 
 
 def write_demo_scene(out_dir: str, plain: bool, seed: int = 900) -> Path:
@@ -56,7 +43,20 @@ def write_demo_scene(out_dir: str, plain: bool, seed: int = 900) -> Path:
     return write_ply(Path(out_dir) / f"{scene.name}.ply", scene.points) if plain else gt
 
 
+@contextlib.contextmanager
+def _memory_limit_named_by_its_flag():
+    """Name ``--max-memory-gb`` in the grid-size error: the library speaks of "the memory limit", which mtml-infer
+    takes from --max-memory-gb."""
+    try:
+        yield
+    except InputError as err:
+        if "raise the memory limit" not in err.problem:
+            raise
+        raise InputError(err.source, err.problem.replace("raise the memory limit", "raise --max-memory-gb")) from None
+
+
 def main(argv=None) -> int:
+    t_start = time.perf_counter()
     p = argparse.ArgumentParser(prog="mtml-infer", description="Segment object instances in PLY scans.")
     p.add_argument("inputs", nargs="*", help="PLY files (x y z, optional colour and per-vertex 'label' semantic ids), "
                                              "or ScanNet scan folders (<scene>_vh_clean_2.ply + segs + aggregation)")
@@ -64,9 +64,11 @@ def main(argv=None) -> int:
                    help="write a synthetic toy test scene (seed 900) to --out, as a plain PLY (x y z) and with its "
                         f"ground truth (_gt.ply), and segment it (with a referring head and no --refer, also "
                         f"'{DEMO_SENTENCE}')")
-    p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: the bundled {DEFAULT_CHECKPOINT})")
+    p.add_argument("--checkpoint", default=None, help=f"model checkpoint file, or a bundled model's name "
+                                                      f"({', '.join(bundled_checkpoints())}; default: the bundled "
+                                                      f"{DEFAULT_CHECKPOINT})")
     p.add_argument("--out", default="mtml_out", help="output folder (default: mtml_out)")
-    p.add_argument("--max-memory-gb", type=float, default=8.0,
+    p.add_argument("--max-memory-gb", type=positive_float_up_to(1e6), default=8.0,
                    help="refuse scenes whose dense grid would need more memory than this (default 8)")
     p.add_argument("--scannet-export", default=None, metavar="DIR",
                    help="also write predictions in the ScanNet instance benchmark layout (DIR/<scene>.txt + pred_mask/)")
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-picture", action="store_true", help="do not write the top-view pictures (<name>_*.png)")
     p.add_argument("--predict-labels", action="store_true",
                    help="build instances on the semantic head's labels even when the scan has a 'label' property")
-    p.add_argument("--vote", type=int, default=1, metavar="PASSES",
+    p.add_argument("--vote", type=int_between(1, MAX_PASSES), default=1, metavar="PASSES",
                    help="on predicted labels, vote each point's label over this many turned, shifted and mirrored "
                         f"copies of the scan (1-{MAX_PASSES}, PASSES times the time; default 1)")
     p.add_argument("--refer", action="append", default=[], metavar="SENTENCE",
@@ -85,30 +87,39 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.inputs and not args.demo:
         p.error("give at least one PLY file, or --demo")
-    if not 1 <= args.vote <= MAX_PASSES:
-        p.error(f"--vote must be between 1 and {MAX_PASSES}, got {args.vote}")
+    check_output_folder(args.out, "--out")
+    if args.scannet_export:
+        check_output_folder(args.scannet_export, "--scannet-export")
 
     from mtml.cluster.pipeline import ClusterConfig
-    from mtml.config import config_from_dict
-    from mtml.data.dataset import label_channels
     from mtml.data.voxelize import voxelize
-    from mtml.io.instances import write_instance_outputs, write_instance_picture, write_semantic_outputs
-    from mtml.model.model import inference_bytes_per_voxel, load_checkpoint
-    from mtml.predict.infer import network_outputs, referring_superpoints, segment_grid
+    from mtml.io.instances import (
+        write_instance_picture,
+        write_instance_ply,
+        write_instance_summary,
+        write_semantic_picture,
+        write_semantic_ply,
+    )
+    from mtml.model.model import max_voxels_for_memory
+    from mtml.predict.infer import (
+        network_outputs,
+        refer_voxels,
+        referring_superpoints,
+        segment_grid,
+    )
 
-    ckpt = args.checkpoint or bundled_checkpoint()
-    model, state = load_checkpoint(ckpt, map_location=args.device)
+    loaded = load_model(args.checkpoint or DEFAULT_CHECKPOINT, device=args.device)
+    ckpt, model = loaded.path, loaded.model
     if args.demo and not args.refer and model.referring_head is not None:
         args.refer = [DEMO_SENTENCE]
     if args.refer and model.referring_head is None:
         raise InputError(ckpt, "this checkpoint has no referring head (--refer needs one)")
     if any(not s.strip() for s in args.refer):
         raise InputError(None, "--refer got an empty sentence")
-    model.to(args.device)
-    exp = config_from_dict(state.get("experiment", {}), str(ckpt))
+    exp = loaded.config
     cluster_cfg: ClusterConfig = exp.cluster
-    class_names = {int(k): v for k, v in state.get("class_names", {}).items()}
-    max_voxels = int(args.max_memory_gb * 2**30 / inference_bytes_per_voxel(model.cfg))
+    class_names = loaded.class_names
+    max_voxels = max_voxels_for_memory(model.cfg, args.max_memory_gb)
 
     text_features = None
     if args.refer:
@@ -119,84 +130,103 @@ def main(argv=None) -> int:
     inputs = list(args.inputs)
     if args.demo:
         inputs.append(str(write_demo_scene(args.out, plain=not model.cfg.needs_labels)))
-    scenes = [read_scan(path, exp.data.benchmark, args.label_map) for path in inputs]
-    grids, voxelize_s = [], []
-    for scene in scenes:  # every input is checked (labels, grid size) before any output is written
-        if model.cfg.needs_labels and scene.labels is None:
-            raise InputError(scene.source, "no 'label' vertex property: this model reads per-point semantic labels "
-                                           "as input (use a checkpoint with a semantic head for plain scans)")
-        if scene.labels is not None and (model.cfg.needs_labels or not args.predict_labels):
-            label_channels(scene.labels, model.cfg.channel_ids(), scene.source)  # InputError on unknown labels
-        t0 = time.perf_counter()
-        grids.append(voxelize(scene, exp.data.voxel_size, max_voxels=max_voxels))
-        voxelize_s.append(time.perf_counter() - t0)
+    setup_s = time.perf_counter() - t_start
+    scenes, grids, times = [], [], []
+    for path in inputs:  # every input is read and checked (labels, grid size) before any output is written
+        scan_times = StageTimes()
+        if not times:  # the run's setup (arguments, model, sentences) counts in the first scan's total
+            scan_times.add("setup", setup_s, outside=True)
+        with scan_times.running():
+            with scan_times.stage("read"):
+                scene = read_scene(path, exp.data.benchmark, args.label_map)
+                check_scene_labels(model, scene, use_given_labels=not args.predict_labels)
+            with scan_times.stage("voxelize"), _memory_limit_named_by_its_flag():
+                grids.append(voxelize(scene, exp.data.voxel_size, max_voxels=max_voxels))
+        scenes.append(scene)
+        times.append(scan_times)
     names = [s.name for s in scenes]
     if len(set(names)) != len(names):
         raise InputError(None, "two inputs share a file name; their outputs would overwrite each other")
-    for scene, grid, t_vox in zip(scenes, grids, voxelize_s):
-        t0 = time.perf_counter()
-        outputs = network_outputs(model, grid, args.device)
-        res = segment_grid(model, scene, grid, cluster_cfg, device=args.device,
-                           use_given_labels=not args.predict_labels, outputs=outputs, vote_passes=args.vote,
-                           max_voxels=max_voxels)
-        res.timings = {"voxelize": t_vox, **res.timings}
-        point_instance = res.instances.point_instance_ids(res.grid, res.point_labels)
-        meta = {"scene": scene.name, "source": scene.source, "num_points": scene.num_points,
-                "voxel_size": exp.data.voxel_size, "num_voxels": res.grid.num_voxels, "checkpoint": str(ckpt),
-                "labels": res.labels_source, "vote_passes": args.vote if res.labels_source == "predicted" else 1,
-                "timings_s": {k: round(v, 4) for k, v in res.timings.items()}}
-        point_semantic = None
-        if res.voxel_predictions.labels is not None:
-            point_semantic = res.voxel_predictions.labels[res.grid.point_to_voxel]
-            write_semantic_outputs(args.out, scene.name, scene.points, point_semantic, class_names,
-                                   picture=not args.no_picture)
-        ply_path, json_path = write_instance_outputs(args.out, scene.name, scene.points, point_instance,
-                                                     res.point_labels, res.instances.labels, res.instances.scores,
-                                                     class_names, meta, point_semantic)
-        n = len(np.unique(point_instance[point_instance >= 0]))
-        if args.scannet_export:
-            from mtml.io.benchmark import write_scene_predictions
+    for scene, grid, scan_times in zip(scenes, grids, times):
+        with scan_times.running():
+            with scan_times.stage("network"):
+                outputs = network_outputs(model, grid, args.device)
+            with _memory_limit_named_by_its_flag():
+                res = segment_grid(model, scene, grid, cluster_cfg, device=args.device,
+                                   use_given_labels=not args.predict_labels, outputs=outputs, vote_passes=args.vote,
+                                   max_voxels=max_voxels)
+            for stage, seconds in res.timings.items():  # network (the heads), cluster, point_labels, voting
+                scan_times.add(stage, seconds)
+            point_instance = res.instances.point_instance_ids(res.grid, res.point_labels)
+            n = len(np.unique(point_instance[point_instance >= 0]))
+            refer = None
+            if args.refer:
+                with scan_times.stage("referring"):
+                    refer = refer_voxels(model, grid, text_features, args.device, outputs, referring_superpoints(res))
+            point_semantic = None
+            if res.voxel_predictions.labels is not None:
+                point_semantic = res.voxel_predictions.labels[res.grid.point_to_voxel]
+            with staged_outputs(f"the outputs of {scene.name}", source=f"{Path(args.out) / scene.name}_*") as stage:
+                out_dir = stage.folder(args.out)
+                with scan_times.stage("writing"):
+                    if point_semantic is not None:
+                        write_semantic_ply(out_dir, scene.name, scene.points, point_semantic)
+                    write_instance_ply(out_dir, scene.name, scene.points, point_instance, res.point_labels,
+                                       len(res.instances.labels), point_semantic)
+                    if args.scannet_export:
+                        from mtml.io.benchmark import write_scene_predictions
 
-            write_scene_predictions(args.scannet_export, scene.name, res.instances.point_masks(res.grid, res.point_labels),
-                                    res.instances.labels, res.instances.scores)
-        if not args.no_picture:
-            write_instance_picture(Path(args.out) / f"{scene.name}_instances.png", scene.points, point_instance,
-                                   f"{scene.name}: {n} instances (top view)")
-        print(f"{scene.source}: {n} instances ({res.labels_source} labels) in {t_vox + time.perf_counter() - t0:.2f} s "
-              f"-> {ply_path}, {json_path}")
-        if args.refer:
-            _write_referring(args, model, scene, grid, outputs, text_features, referring_superpoints(res))
+                        write_scene_predictions(stage.folder(args.scannet_export), scene.name,
+                                                res.instances.point_masks(res.grid, res.point_labels),
+                                                res.instances.labels, res.instances.scores)
+                    answers = _write_referring(out_dir, args.refer, scene, grid, refer) if refer is not None else []
+                if not args.no_picture:
+                    with scan_times.stage("pictures"):
+                        if point_semantic is not None:
+                            write_semantic_picture(out_dir, scene.name, scene.points, point_semantic, class_names)
+                        write_instance_picture(out_dir / f"{scene.name}_instances.png", scene.points, point_instance,
+                                               f"{scene.name}: {n} instances (top view)")
+                        if refer is not None:
+                            write_referring_picture(out_dir / f"{scene.name}_refer.png", scene, args.refer,
+                                                    refer.masks[:, grid.point_to_voxel])
+                timings = scan_times.summary()  # the summary JSON is written last, so they cover everything else
+                meta = {"scene": scene.name, "source": scene.source, "num_points": scene.num_points,
+                        "voxel_size": exp.data.voxel_size, "num_voxels": res.grid.num_voxels,
+                        "checkpoint": str(ckpt), "labels": res.labels_source,
+                        "vote_passes": args.vote if res.labels_source == "predicted" else 1, "timings_s": timings}
+                write_instance_summary(out_dir, scene.name, scene.points, point_instance, res.instances.labels,
+                                       res.instances.scores, class_names, meta)
+        stem = Path(args.out) / f"{scene.name}_instances"
+        print(f"{scene.source}: {n} instances ({res.labels_source} labels) in {timings['total']:.2f} s "
+              f"-> {stem}.ply, {stem}.json")
+        for answer in answers:
+            print(f"  '{answer['description']}': {answer['num_points']} points, box {answer['bbox_min']} - "
+                  f"{answer['bbox_max']} (score {answer['score']:.2f})")
     return 0
 
 
-def _write_referring(args, model, scene, grid, outputs, text_features, superpoints) -> None:
-    """``<name>_refer.ply`` (x y z, int ``target`` per sentence: ``target`` for one sentence, ``target_<k>`` for
-    several) and ``<name>_refer.json`` (per sentence: description, score, bounding box, point count); prints
-    each sentence's box."""
-    import json
-
+def _write_referring(out_dir: Path, sentences: list, scene, grid, pred) -> list:
+    """Write ``<name>_refer.ply`` (x y z, int ``target`` per sentence: ``target`` for one sentence, ``target_<k>``
+    for several) and ``<name>_refer.json`` (per sentence: description, score, bounding box, point count) to
+    ``out_dir``, from the referring head's answer ``pred`` (``refer_voxels`` on ``grid``). Returns the answers
+    (dicts, as in the JSON)."""
     from mtml.eval.referring import box_of
     from mtml.io.atomic import atomic_write_text
     from mtml.io.ply import write_ply
-    from mtml.predict.infer import refer_voxels
 
-    pred = refer_voxels(model, grid, text_features, args.device, outputs, superpoints)
     point_masks = pred.masks[:, grid.point_to_voxel]
-    names = ["target"] if len(args.refer) == 1 else [f"target_{k}" for k in range(len(args.refer))]
-    ply = write_ply(Path(args.out) / f"{scene.name}_refer.ply", scene.points,
+    names = ["target"] if len(sentences) == 1 else [f"target_{k}" for k in range(len(sentences))]
+    ply = write_ply(out_dir / f"{scene.name}_refer.ply", scene.points,
                     int_props={n: m.astype(np.int64) for n, m in zip(names, point_masks)})
     answers = []
-    for k, (sentence, mask) in enumerate(zip(args.refer, point_masks)):
+    for k, (sentence, mask) in enumerate(zip(sentences, point_masks)):
         lo, hi = box_of(scene.points, mask)
         answers.append({"description": sentence, "property": names[k], "score": round(float(pred.scores[k]), 4),
                         "num_points": int(mask.sum()), "bbox_min": [round(float(v), 4) for v in lo],
                         "bbox_max": [round(float(v), 4) for v in hi]})
-        print(f"  '{sentence}': {int(mask.sum())} points, box {answers[-1]['bbox_min']} - {answers[-1]['bbox_max']} "
-              f"(score {pred.scores[k]:.2f})")
-    atomic_write_text(Path(args.out) / f"{scene.name}_refer.json",
+    atomic_write_text(out_dir / f"{scene.name}_refer.json",
                       json.dumps({"scene": scene.name, "ply": ply.name, "answers": answers}, indent=2) + "\n")
-    if not args.no_picture:
-        write_referring_picture(Path(args.out) / f"{scene.name}_refer.png", scene, args.refer, point_masks)
+    return answers
 
 
 def write_referring_picture(path: Path, scene, sentences: list, point_masks: np.ndarray) -> Path:

@@ -11,26 +11,17 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 
-from mtml.cli import int_at_least, run_command, subcommand_main
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+from mtml.cli import positive_float, positive_int, run_command, subcommand_main
+from mtml.io.atomic import check_output_file
 
 
 def _run_scannet(args: argparse.Namespace) -> int:
     from mtml.data.scannet_prep import prep_scannet
 
+    check_output_file(args.out, "--out")
     summary = prep_scannet(
         args.root,
         args.out,
@@ -58,10 +49,10 @@ def _add_scannet_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--benchmark", choices=["scannet20", "scannet200"], default="scannet20",
                    help="label ids to keep: NYU40 ids of the 20 ScanNet classes, or ScanNet200 ids "
                         "(default: scannet20)")
-    p.add_argument("--voxel-size", type=_positive_float, default=0.1, help="voxel edge in metres (default: 0.1)")
+    p.add_argument("--voxel-size", type=positive_float, default=0.1, help="voxel edge in metres (default: 0.1)")
     p.add_argument("--label-map", default=None,
                    help="scannetv2-labels.combined.tsv (default: found in the first scan folder, ROOT or ROOT/..)")
-    p.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N scans (sorted by name)")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N scans (sorted by name)")
     p.add_argument("--point-map", action="store_true", help="also store each scan's vertex -> voxel map")
     p.add_argument("--overwrite", action="store_true", help="rebuild from scratch instead of continuing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,4 +1,4 @@
-"""``mtml-train --config configs/toy.yaml [--out DIR] [--resume] [--seed N]``: train a model."""
+"""``mtml-train --config toy/toy.yaml [--out DIR] [--resume] [--seed N]``: train a model."""
 
 from __future__ import annotations
 
@@ -6,20 +6,22 @@ import argparse
 import sys
 import time
 
-from mtml.cli import run_command
+from mtml.cli import nonneg_int, positive_int, run_command
 from mtml.config import load_config
+from mtml.io.atomic import check_output_folder
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="mtml-train", description="Train an MTML model from a YAML config.")
-    p.add_argument("--config", required=True, help="experiment YAML (see configs/)")
+    p.add_argument("--config", required=True, help="experiment YAML: a file, or a config installed with mtml "
+                                                   "by its name in configs/ (toy/toy.yaml)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="start from these weights (fine-tuning; optimizer and schedule start fresh)")
-    p.add_argument("--seed", type=int, default=None, help="override train.seed")
-    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
-    p.add_argument("--threads", type=int, default=None, help="override train.num_threads")
+    p.add_argument("--seed", type=nonneg_int, default=None, help="override train.seed")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override train.epochs")
+    p.add_argument("--threads", type=nonneg_int, default=None, help="override train.num_threads (0: torch's default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config setting, e.g. --set data.store=scannet_train.h5 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -32,6 +34,7 @@ def main(argv=None) -> int:
     if args.threads is not None:
         cfg.train.num_threads = args.threads
     out = args.out or f"runs/{cfg.name}"
+    check_output_folder(out, "--out")
     from mtml.train.trainers import run_training
 
     t0 = time.perf_counter()

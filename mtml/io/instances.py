@@ -55,23 +55,38 @@ def write_instance_outputs(out_dir: str | Path, name: str, points: np.ndarray, p
                            point_label: np.ndarray, labels: np.ndarray, scores: np.ndarray,
                            class_names: Mapping[int, str], meta: dict,
                            point_semantic: np.ndarray | None = None) -> tuple[Path, Path]:
-    """Write ``<name>_instances.ply`` (x y z, instance colour, int ``instance`` (-1 = none), int ``label`` (the
-    labels the instances were built on), and int ``semantic`` (the semantic head's prediction) when
-    ``point_semantic`` int64 [N] is given) and ``<name>_instances.json`` ({"instances": [...], **meta}), each
-    atomically. Returns both paths."""
-    out_dir = Path(out_dir)
-    palette = instance_colors(len(labels))
+    """Write ``<name>_instances.ply`` (``write_instance_ply``) and ``<name>_instances.json``
+    (``write_instance_summary``), each atomically. Returns both paths."""
+    ply_path = write_instance_ply(out_dir, name, points, point_instance, point_label, len(labels), point_semantic)
+    json_path = write_instance_summary(out_dir, name, points, point_instance, labels, scores, class_names, meta)
+    return ply_path, json_path
+
+
+def write_instance_ply(out_dir: str | Path, name: str, points: np.ndarray, point_instance: np.ndarray,
+                       point_label: np.ndarray, num_instances: int, point_semantic: np.ndarray | None = None) -> Path:
+    """Write ``<name>_instances.ply`` atomically: x y z, instance colour, int ``instance`` (-1 = none), int ``label``
+    (the labels the instances were built on), and int ``semantic`` (the semantic head's prediction) when
+    ``point_semantic`` is given. points [N, 3] metres; point_instance, point_label, point_semantic int64 [N];
+    num_instances: K, the instance count (the colour palette's size). Returns the path."""
+    palette = instance_colors(num_instances)
     colors = np.tile(np.asarray(NO_INSTANCE_COLOR, dtype=np.uint8), (len(points), 1))
     has = point_instance >= 0
     colors[has] = palette[point_instance[has]]
     props = {"instance": point_instance.astype(np.int64), "label": point_label.astype(np.int64)}
     if point_semantic is not None:
         props["semantic"] = point_semantic.astype(np.int64)
-    ply_path = write_ply(out_dir / f"{name}_instances.ply", points, colors=colors, int_props=props)
+    return write_ply(Path(out_dir) / f"{name}_instances.ply", points, colors=colors, int_props=props)
+
+
+def write_instance_summary(out_dir: str | Path, name: str, points: np.ndarray, point_instance: np.ndarray,
+                           labels: np.ndarray, scores: np.ndarray, class_names: Mapping[int, str],
+                           meta: dict) -> Path:
+    """Write ``<name>_instances.json`` atomically: ``{"instances": instance_summary(...), **meta}``. points [N, 3];
+    point_instance int64 [N]; labels int64 [K]; scores float [K]. Returns the path."""
     summary = {"instances": instance_summary(points, point_instance, labels, scores, class_names), **meta}
-    json_path = out_dir / f"{name}_instances.json"
+    json_path = Path(out_dir) / f"{name}_instances.json"
     atomic_write_text(json_path, json.dumps(summary, indent=2) + "\n")
-    return ply_path, json_path
+    return json_path
 
 
 def read_instance_outputs(ply_path: str | Path, json_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,20 +116,29 @@ def read_instance_outputs(ply_path: str | Path, json_path: str | Path) -> tuple[
 
 def write_semantic_outputs(out_dir: str | Path, name: str, points: np.ndarray, point_semantic: np.ndarray,
                            class_names: Mapping[int, str], picture: bool = True) -> list[Path]:
-    """Write ``<name>_semantic.ply`` (x y z, one colour per class (``class_colors``), int ``semantic``) and, with
-    ``picture``, ``<name>_semantic.png`` (top view with a legend of the classes present), atomically.
-
-    points [N, 3] metres; point_semantic int64 [N] label ids. Returns the paths written.
-    """
-    out_dir = Path(out_dir)
-    paths = [write_ply(out_dir / f"{name}_semantic.ply", points, colors=class_colors(point_semantic),
-                       int_props={"semantic": point_semantic.astype(np.int64)})]
+    """Write ``<name>_semantic.ply`` (``write_semantic_ply``) and, with ``picture``, ``<name>_semantic.png``
+    (``write_semantic_picture``), atomically. Returns the paths written."""
+    paths = [write_semantic_ply(out_dir, name, points, point_semantic)]
     if picture:
-        present = np.unique(point_semantic)
-        legend = {class_names.get(int(c), str(int(c))): class_colors(present)[i] for i, c in enumerate(present)}
-        paths.append(write_top_view(out_dir / f"{name}_semantic.png", points, class_colors(point_semantic),
-                                    f"{name}: semantic labels (top view)", legend))
+        paths.append(write_semantic_picture(out_dir, name, points, point_semantic, class_names))
     return paths
+
+
+def write_semantic_ply(out_dir: str | Path, name: str, points: np.ndarray, point_semantic: np.ndarray) -> Path:
+    """Write ``<name>_semantic.ply`` atomically: x y z, one colour per class (``class_colors``), int ``semantic``.
+    points [N, 3] metres; point_semantic int64 [N] label ids. Returns the path."""
+    return write_ply(Path(out_dir) / f"{name}_semantic.ply", points, colors=class_colors(point_semantic),
+                     int_props={"semantic": point_semantic.astype(np.int64)})
+
+
+def write_semantic_picture(out_dir: str | Path, name: str, points: np.ndarray, point_semantic: np.ndarray,
+                           class_names: Mapping[int, str]) -> Path:
+    """Write ``<name>_semantic.png`` atomically: a top view in the class colours with a legend of the classes
+    present. points [N, 3] metres; point_semantic int64 [N] label ids. Returns the path."""
+    present = np.unique(point_semantic)
+    legend = {class_names.get(int(c), str(int(c))): class_colors(present)[i] for i, c in enumerate(present)}
+    return write_top_view(Path(out_dir) / f"{name}_semantic.png", points, class_colors(point_semantic),
+                          f"{name}: semantic labels (top view)", legend)
 
 
 def write_instance_picture(path: str | Path, points: np.ndarray, point_instance: np.ndarray, title: str = "") -> Path:

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 import numpy as np
-from plyfile import PlyData, PlyElement, PlyElementParseError, PlyHeaderParseError
+from plyfile import (
+    PlyData,
+    PlyElement,
+    PlyElementParseError,
+    PlyHeaderParseError,
+    PlyListProperty,
+)
 
 from mtml.errors import InputError
 from mtml.io.atomic import atomic_path
@@ -31,6 +37,47 @@ _RGB = ("red", "green", "blue")
 _FACE_PROPS = ("vertex_indices", "vertex_index")
 
 
+def _element_noun(name: str, count: int) -> str:
+    """How a message names ``count`` rows of element ``name``: "3 vertices", "1 face", "2 'edge' elements"."""
+    plural = {"vertex": "vertices", "face": "faces"}
+    if name in plural:
+        return f"{count} {name if count == 1 else plural[name]}"
+    return f"{count} '{name}' element{'' if count == 1 else 's'}"
+
+
+def _min_row_bytes(element: PlyElement, text: bool, byte_order: str) -> int:
+    """The fewest bytes one row of ``element`` can take in the file: binary, the sizes of its scalar properties
+    plus the count of each list (an empty list); ASCII, one character and one separator per property."""
+    if text:
+        return 2 * len(element.properties)
+    size = 0
+    for prop in element.properties:
+        dtype = prop.list_dtype(byte_order)[0] if isinstance(prop, PlyListProperty) else prop.dtype(byte_order)
+        size += np.dtype(dtype).itemsize
+    return size
+
+
+def _check_element_counts(path: Path) -> None:
+    """Read the header only and check that the file is large enough for the row counts it declares, before a
+    reader allocates arrays of those counts (plyfile allocates ``count`` rows up front: a header claiming 2^31
+    vertices would ask for tens of GB). InputError naming the file when it cannot hold them."""
+    with open(path, "rb") as stream:
+        header = PlyData._parse_header(stream)  # plyfile's own header parser; reads up to end_header only
+        available = os.fstat(stream.fileno()).st_size - stream.tell()
+    needed = [el.count * _min_row_bytes(el, header.text, header.byte_order) for el in header.elements]
+    # an ASCII file may end without a newline after its last value
+    if sum(needed) - int(header.text) <= available:
+        return
+    worst = max(range(len(needed)), key=needed.__getitem__)
+    element = header.elements[worst]
+    budget = max(available - (sum(needed) - needed[worst]), 0)
+    raise InputError(
+        path,
+        f"malformed or truncated PLY data: header says {_element_noun(element.name, element.count)} (at least "
+        f"{needed[worst]} bytes) but the file holds at most {budget} bytes of {element.name} data",
+    )
+
+
 def _load(path: Path) -> PlyData:
     """Parse the whole file (no memory map: the data is copied out right away anyway)."""
     if not path.exists():
@@ -38,6 +85,7 @@ def _load(path: Path) -> PlyData:
     if path.is_dir():
         raise InputError(path, "is a directory, not a PLY file")
     try:
+        _check_element_counts(path)
         try:
             # Meshes are almost always triangles: memory-mapping face lists of known length 3 skips plyfile's
             # per-face Python loop (1.3 s -> 2 ms for 260k faces). Every array read_ply keeps is a copy, so
@@ -126,7 +174,8 @@ def read_ply(path: str | os.PathLike) -> Scene:
     None, instances int64 [N] or None, faces int64 [F, 3] or None; ``name`` is the file stem and ``source``
     the path as given.
     Raises InputError naming the file for a missing file, a directory, a non-PLY file, a malformed or
-    truncated body, no ``vertex`` element, missing x/y/z, zero vertices, or NaN/infinite coordinates.
+    truncated body (also a header declaring more rows than the file can hold, found before anything is
+    allocated), no ``vertex`` element, missing x/y/z, zero vertices, or NaN/infinite coordinates.
     """
     path = Path(path)
     ply = _load(path)

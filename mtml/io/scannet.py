@@ -44,7 +44,7 @@ import numpy as np
 from mtml.errors import InputError
 from mtml.io.atomic import atomic_write_text
 from mtml.io.ply import read_ply
-from mtml.labels import class_set, scannet_label_data, scene_gt_ids
+from mtml.labels import SCANNET_INSTANCE_CLASS_SETS, scannet_label_data, scene_gt_ids
 from mtml.scene import NO_INSTANCE, Scene
 
 #: Benchmarks ``read_scannet_scan`` can label a scan for.
@@ -362,8 +362,8 @@ def read_scannet_scan(
 class ScannetGroundTruth:
     """Ground truth of ScanNet's instance benchmark for scenes read by ``read_scannet_scan``.
 
-    benchmark: "scannet20" (the 18 instance classes: no wall, floor) or "scannet200" (``class_set("scannet200")``:
-    the 200 classes less wall and floor).
+    benchmark: "scannet20" (the 18 instance classes: no wall, floor) or "scannet200"
+    (``scannet200_instance_classes``: the 200 classes less wall and floor).
     """
 
     benchmark: str = "scannet20"
@@ -374,7 +374,7 @@ class ScannetGroundTruth:
     @property
     def instance_class_ids(self) -> tuple[int, ...]:
         """The label ids that carry instances in this benchmark."""
-        return class_set(self.benchmark).ids
+        return SCANNET_INSTANCE_CLASS_SETS[self.benchmark]().ids
 
     def gt_ids(self, scene: Scene) -> np.ndarray:
         """int64 [N]: ``label * 1000 + instance + 1`` (instance = objectId, so ``objectId + 1`` as ScanNet writes
