@@ -30,6 +30,10 @@ class DataConfig:
                   ``val_store``, or on the last ``val_scenes`` scenes of ``store`` when it is empty).
     kind "longtail": the long-tail synthetic benchmark (``mtml.data.longtail``); ``longtail`` overrides fields
                   of its LongtailSceneConfig.
+    kind "scans": real scans in ``scans_root`` (any format ``mtml.io.formats`` reads: VoteNet ``_vert.npy``,
+                  Pointcept folders, ScanNet scan folders, PLY), labels in ``benchmark``'s ids; validation on the
+                  scans of space ``holdout_space`` (``sceneSSSS``; empty: the last space), training on the other
+                  spaces' scans (``mtml.data.registry.loso_folds``).
     rare_instances: tail-class instances inserted into each training scene (rare-class instance sampling).
     semantic_ignore: labels the semantic loss and metrics skip (ScanNet's 0, "unlabeled").
     referring_per_scene: descriptions drawn per scene for the referring benchmark (``train.task: refer``).
@@ -59,6 +63,8 @@ class DataConfig:
     stuff_classes: list = field(default_factory=lambda: [0])
     store: str = ""
     val_store: str = ""
+    scans_root: str = ""
+    holdout_space: str = ""
     benchmark: str = "toy"
     val_min_region_size: int = 100
 

@@ -1,6 +1,7 @@
 """mtml.data.registry: every dataset, its seed ranges, class sets and training data, looked up by name."""
 
 from itertools import combinations
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -182,3 +183,79 @@ def test_register_class_set():
     assert reg.class_set("test-registry-tiny").names == ("a",)
     with pytest.raises(InputError, match="unknown benchmark"):
         reg.label_names("test-registry-tiny")  # a class set alone has no label names
+
+
+# ------------------------------------------------------------------- real scans: spaces and leave-one-space-out
+SCANNET_MINI_SCANS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scannet_mini" / "scans"
+
+
+@pytest.fixture(scope="module")
+def real_scans():
+    """The real scannet_mini scans (VoteNet layout), read in place."""
+    if not SCANNET_MINI_SCANS.is_dir():
+        pytest.skip(f"the real ScanNet scans are not here: {SCANNET_MINI_SCANS} is missing (CI has ../shared/data)")
+    return SCANNET_MINI_SCANS
+
+
+def test_scan_spaces():
+    assert reg.scan_space("scene0003_02") == "scene0003" and reg.scan_space("scene0003_00") == "scene0003"
+    assert reg.scan_space("room") == "room" and reg.scan_space("scene03_1") == "scene03_1"
+    with pytest.raises(InputError, match="at least two spaces"):
+        reg.loso_folds(["scene0001_00", "scene0001_01"])
+
+
+def test_leave_one_space_out_on_the_real_scans(real_scans):
+    names = reg.scannet_scans(real_scans)
+    assert len(names) == 16 and names == sorted(names)
+    folds = reg.loso_folds(names)
+    assert [space for space, _, _ in folds] == ["scene0001", "scene0003", "scene0004", "scene0005", "scene0006",
+                                                "scene0007", "scene0008", "scene0009"]
+    val_count = {n: 0 for n in names}
+    for space, train, val in folds:
+        assert val and all(reg.scan_space(n) == space for n in val)
+        assert not {reg.scan_space(n) for n in train} & {reg.scan_space(n) for n in val}  # no held-out room trained
+        assert sorted(train + val) == names
+        for n in val:
+            val_count[n] += 1
+    assert set(val_count.values()) == {1}  # each scan is validated in exactly one fold
+    assert dict((s, v) for s, _, v in folds)["scene0003"] == ["scene0003_00", "scene0003_01", "scene0003_02"]
+
+
+def test_scans_training_data_hold_out_one_space(real_scans):
+    data = SimpleNamespace(kind="scans", scans_root=str(real_scans), holdout_space="scene0006", benchmark="scannet20",
+                           train_scenes=10_000, val_scenes=2, stuff_classes=[1, 2], voxel_size=0.1,
+                           semantic_ignore=[0])
+    cfg = SimpleNamespace(data=data, model=SimpleNamespace(), train=SimpleNamespace(seed=3))
+    train, val = reg.training_sets(cfg)
+    assert len(train.keys) == 13 and not any(k.startswith("scene0006") for k in train.keys)
+    scenes = [make() for make in val]
+    assert [s.name for s in scenes] == ["scene0006_00", "scene0006_01"]
+    s20 = set(scannet_label_data()["scannet20"]["ids"]) | {0}
+    assert all(set(np.unique(s.labels).tolist()) <= s20 for s in scenes)  # NYU40 ids outside ScanNet20 became 0
+    scene = train.make_scene(train.keys[0])
+    assert scene.name == train.keys[0] and scene.instances.min() == -1 and scene.points.shape[1] == 3
+    data.holdout_space = ""
+    _, val = reg.training_sets(cfg)
+    assert [make().name for make in val] == ["scene0009_00", "scene0009_01"]  # default: the last space
+    data.holdout_space = "scene0002"
+    with pytest.raises(InputError, match="'scene0002' is not a space of these scans") as err:
+        reg.training_sets(cfg)
+    assert "scene0001, scene0003" in str(err.value)
+    data.scans_root = ""
+    with pytest.raises(InputError, match="needs data.scans_root"):
+        reg.training_sets(cfg)
+
+
+def test_a_config_of_kind_scans_gives_network_samples_of_real_scans(real_scans):
+    from mtml.config import config_from_dict
+
+    cfg = config_from_dict({
+        "data": {"kind": "scans", "scans_root": str(real_scans), "holdout_space": "scene0003", "benchmark": "scannet20",
+                 "train_scenes": 2, "val_scenes": 1, "semantic_ignore": [0], "stuff_classes": [0, 1, 2]},
+        "model": {"inputs": ["occupancy", "height"], "semantic_head": True, "class_ids": "scannet20"},
+    })
+    train, val = reg.training_sets(cfg)
+    assert train.keys == ["scene0001_00", "scene0001_01"] and val[0]().name == "scene0003_00"
+    sample = train[0]
+    assert sample.inputs.shape[0] == 2 and sample.num_instances >= 5
+    assert sample.semantic is not None and len(sample.semantic) == sample.grid.num_voxels

@@ -6,6 +6,10 @@ One ``Dataset`` entry per name:
   have class names, a class set, split seeds, a scene maker and training data.
 * "scannet20", "scannet200": class-set entries (ids and names from ``mtml.labels``' ScanNet functions).
 * "store": training data from HDF5 voxel stores written by ``mtml-prep`` (``data.store``, ``data.val_store``).
+* "scans": training data from a folder of real scans in any format ``mtml.io.formats`` reads (``data.scans_root``),
+  e.g. ``scannet_mini``'s VoteNet scans: validation on one held-out space (``data.holdout_space``), never trained on.
+  ``scannet_scans(root)`` lists such a folder, ``scan_space(name)`` is a scan's space (``sceneSSSS`` of
+  ``sceneSSSS_RR``: the rescans of one room) and ``loso_folds(names)`` the leave-one-space-out folds.
 
 Every seed range of the generated benchmarks lives here (``TOY_SPLIT_SEEDS``, ``LONGTAIL_SPLIT_SEEDS``); no two
 ranges of a dataset share a seed:
@@ -43,6 +47,7 @@ from mtml.data.longtail import (
 )
 from mtml.data.toy import TOY_CLASS_NAMES, TOY_INSTANCE_CLASS_IDS, ToySceneConfig, generate_scene, toy_scene_name
 from mtml.errors import InputError
+from mtml.io.formats import find_scenes, read_any_scene
 from mtml.labels import (
     ClassSet,
     scannet20_instance_classes,
@@ -206,6 +211,56 @@ def _store_training_sets(cfg) -> tuple:
     return train, [partial(make, val_store, n) for n in val_names]
 
 
+_SCANNET_SCAN = re.compile(r"^(scene\d{4})_\d{2}$")
+
+
+def scan_space(name: str) -> str:
+    """The space (room) a scan belongs to: ``sceneSSSS`` for a ScanNet scan ``sceneSSSS_RR`` (its rescans share it);
+    any other name is a space of its own."""
+    m = _SCANNET_SCAN.match(name)
+    return m.group(1) if m else name
+
+
+def scannet_scans(root) -> list:
+    """The names of the scans in folder ``root`` (any format of ``mtml.io.formats.find_scenes``; e.g. the VoteNet
+    scans of ``scannet_mini/scans``), sorted. InputError naming ``root`` when it is missing or holds no scan."""
+    return list(find_scenes(root))
+
+
+def loso_folds(names: Sequence[str]) -> list:
+    """Leave-one-space-out folds over scan ``names``: one fold per space (``scan_space``), in sorted order, as
+    (held-out space, train names, validation names); validation holds every scan of the held-out space and training
+    every other scan, so no scan of a validation space is ever trained on. Names keep their given order within a
+    fold. InputError when the names span fewer than two spaces (no fold would have training data)."""
+    spaces = sorted({scan_space(n) for n in names})
+    if len(spaces) < 2:
+        raise InputError(None, f"leave-one-space-out needs scans of at least two spaces, got {spaces}")
+    return [(space, [n for n in names if scan_space(n) != space], [n for n in names if scan_space(n) == space])
+            for space in spaces]
+
+
+def _scans_training_sets(cfg) -> tuple:
+    """(train set, validation scene makers) from the scans in ``data.scans_root`` (``find_scenes``), read with labels
+    in ``data.benchmark``'s ids: validation on the first ``data.val_scenes`` scans of space ``data.holdout_space``
+    (default: the last space, sorted), training on the first ``data.train_scenes`` scans of the other spaces
+    (``loso_folds``). InputError when the root is unset or has no such space."""
+    if not cfg.data.scans_root:
+        raise InputError(None, "data.kind 'scans' needs data.scans_root (a folder of scans)")
+    paths = find_scenes(cfg.data.scans_root)
+    folds = {space: (train, val) for space, train, val in loso_folds(list(paths))}
+    held_out = cfg.data.holdout_space or list(folds)[-1]
+    if held_out not in folds:
+        raise InputError(cfg.data.scans_root, f"data.holdout_space {held_out!r} is not a space of these scans "
+                                              f"(spaces: {', '.join(folds)})")
+    train_names, val_names = folds[held_out]
+
+    def make(name):
+        return read_any_scene(paths[name], benchmark=cfg.data.benchmark)
+
+    train = _sample_set(cfg, train_names[: cfg.data.train_scenes], make)
+    return train, [partial(make, n) for n in val_names[: cfg.data.val_scenes]]
+
+
 # -------------------------------------------------------------------------------------------- registry
 
 
@@ -329,3 +384,4 @@ register_dataset(Dataset("scannet20", class_names=partial(scannet_label_names, "
 register_dataset(Dataset("scannet200", class_names=partial(scannet_label_names, "scannet200"),
                          instance_classes=scannet200_instance_classes))
 register_dataset(Dataset("store", training_sets=_store_training_sets))
+register_dataset(Dataset("scans", training_sets=_scans_training_sets))

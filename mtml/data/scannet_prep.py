@@ -1,23 +1,38 @@
-"""ScanNet scan folders -> an HDF5 voxel store (``mtml.io.store``), resumable; what ``mtml-prep scannet`` runs."""
+"""Scans -> an HDF5 voxel store (``mtml.io.store``), resumable: what ``mtml-prep`` runs for every format.
+
+* ``prep_scannet``: ScanNet v2 scan folders (labels from the aggregation, through the tsv);
+* ``prep_votenet``: VoteNet / mmdetection3d exports (``<scene>_vert.npy`` + ``_sem_label.npy`` + ``_ins_label.npy``);
+* ``prep_pointcept``: Pointcept scan folders (``coord.npy``, ``segment20.npy`` / ``segment200.npy``, ``instance.npy``);
+* ``prep_ply``: PLY files whose ``label`` holds NYU40 ids, as ScanNet's ``<scene>_vh_clean_2.labels.ply``.
+
+All of them write the same store through ``mtml.io.store.build_store`` (``_build``): one grid per scan, voxel labels
+in the benchmark's ids (``scannet20``: the NYU40 ids of its 20 classes, other ids 0; ``scannet200``: ScanNet200 ids,
+from the sources that have them: scan folders and Pointcept's ``segment200``).
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mtml.data.voxelize import voxelize
 from mtml.errors import InputError
+from mtml.io.formats import find_ply_files, nyu40_scene_to_benchmark, read_any_scene
+from mtml.io.ply import read_ply
+from mtml.io.pointcept import find_pointcept_scenes
 from mtml.io.scannet import BENCHMARKS, find_label_map, find_scans, read_label_map, read_scannet_scan
 from mtml.io.store import VoxelStore, build_store
-from mtml.scene import VoxelGrid
+from mtml.io.votenet import find_votenet_scans
+from mtml.scene import Scene, VoxelGrid
 
 
 @dataclass(frozen=True)
 class PrepSummary:
-    """What ``prep_scannet`` did: the store ``path``, ``scenes`` in it from this run's scan list, how many were
+    """What a ``prep_*`` function did: the store ``path``, ``scenes`` in it from this run's scan list, how many were
     ``built`` now and ``kept`` from an earlier (interrupted or shorter) run, their total ``voxels``, ``seconds``."""
 
     path: Path
@@ -33,6 +48,70 @@ class PrepSummary:
             f"{self.path}: {self.scenes} scenes ({self.built} built, {self.kept} kept), "
             f"{self.voxels} voxels, {self.seconds:.1f} s"
         )
+
+
+def _check_settings(benchmark: str, voxel_size: float, limit: int | None) -> None:
+    """InputError for an unknown benchmark, a voxel size that is not a positive finite number, a limit below 1."""
+    if benchmark not in BENCHMARKS:
+        raise InputError(None, f"unknown benchmark {benchmark!r} (known: {', '.join(BENCHMARKS)})")
+    if not (isinstance(voxel_size, (int, float)) and math.isfinite(voxel_size) and voxel_size > 0):
+        raise InputError(None, f"voxel size must be a positive finite number, got {voxel_size}")
+    if limit is not None and limit < 1:
+        raise InputError(None, f"limit must be at least 1, got {limit}")
+
+
+def _build(
+    out: str | os.PathLike,
+    scans: list[tuple[str, Path]],
+    read: Callable[[Path], Scene],
+    meta: dict,
+    *,
+    voxel_size: float,
+    with_point_map: bool,
+    overwrite: bool,
+    progress: bool,
+    start: float,
+) -> PrepSummary:
+    """Voxelize each (name, path) of ``scans`` read by ``read(path)`` into the store ``out`` (``build_store``:
+    resumable, scenes already there are kept) with store-wide ``meta``. Each grid's attrs are {source, num_points,
+    num_voxels}. InputError naming the scan when it has no semantic labels (a store is training data).
+    ``start``: ``time.perf_counter()`` when the run began, for the summary's seconds."""
+    built = []
+
+    def make(name: str, path: Path) -> VoxelGrid:
+        scene = read(path)
+        if scene.labels is None:
+            raise InputError(scene.source or path, f"no semantic labels in {meta['benchmark']} ids: mtml-prep "
+                                                   "stores labelled scans (training data)")
+        grid = voxelize(scene, voxel_size)
+        grid.extra = {"source": scene.source or str(path), "num_points": scene.num_points,
+                      "num_voxels": grid.num_voxels}
+        built.append(name)
+        return grid
+
+    items = ((name, (lambda name=name, path=path: make(name, path))) for name, path in scans)
+    path = build_store(out, items, meta=meta, with_point_map=with_point_map, overwrite=overwrite, progress=progress,
+                       total=len(scans), desc=f"{meta['dataset']} {meta['benchmark']}")
+    with VoxelStore(path) as store:
+        voxels = 0
+        for name, _ in scans:
+            count = store.attrs(name).get("num_voxels")
+            voxels += int(count) if count is not None else store.get(name).num_voxels
+    return PrepSummary(path, len(scans), len(built), len(scans) - len(built), voxels, time.perf_counter() - start)
+
+
+def _nyu40_sources(what: str, benchmark: str) -> None:
+    """InputError unless ``benchmark`` can be had from NYU40 ids (only "scannet20" can)."""
+    if benchmark != "scannet20":
+        raise InputError(None, f"{what} hold NYU40 ids, which have no {benchmark} ids: use --benchmark scannet20, "
+                               "or ScanNet scan folders / Pointcept folders (segment200) for scannet200")
+
+
+def _scans_of(root: Path, found: list[tuple[str, Path]], what: str, limit: int | None) -> list[tuple[str, Path]]:
+    """The first ``limit`` (all for None) of ``found``; InputError naming ``root`` when it is empty."""
+    if not found:
+        raise InputError(root, f"no {what} in this folder")
+    return found[:limit]
 
 
 def prep_scannet(
@@ -66,19 +145,12 @@ def prep_scannet(
     Raises InputError naming the root, the label map or the scan folder / file that is wrong.
     """
     start = time.perf_counter()
-    if benchmark not in BENCHMARKS:
-        raise InputError(None, f"unknown benchmark {benchmark!r} (known: {', '.join(BENCHMARKS)})")
-    if not (isinstance(voxel_size, (int, float)) and math.isfinite(voxel_size) and voxel_size > 0):
-        raise InputError(None, f"voxel size must be a positive finite number, got {voxel_size}")
-    if limit is not None and limit < 1:
-        raise InputError(None, f"limit must be at least 1, got {limit}")
+    _check_settings(benchmark, voxel_size, limit)
     root = Path(root)
-    scans = find_scans(root)
-    if not scans:
-        raise InputError(root, "no ScanNet scan folders (scene*/<scene>_vh_clean_2.ply) in this folder")
-    scans = scans[:limit]
+    scans = _scans_of(root, [(folder.name, folder) for folder in find_scans(root)],
+                      "ScanNet scan folders (scene*/<scene>_vh_clean_2.ply)", limit)
     if label_map is None:
-        found = find_label_map(scans[0])
+        found = find_label_map(scans[0][1])
         if found is None:
             raise InputError(
                 root, "no scannetv2-labels.combined.tsv in the first scan folder, this folder or its parent; "
@@ -88,24 +160,97 @@ def prep_scannet(
     label_map = Path(label_map).resolve()
     rows = read_label_map(label_map)
 
-    built = []
-
-    def make(folder: Path) -> VoxelGrid:
-        scene = read_scannet_scan(folder, benchmark=benchmark, label_map=rows)
-        grid = voxelize(scene, voxel_size)
-        grid.extra = {"source": str(folder), "num_points": scene.num_points, "num_voxels": grid.num_voxels}
-        built.append(folder.name)
-        return grid
-
     meta = {"dataset": "scannet", "benchmark": benchmark, "voxel_size": float(voxel_size), "label_map": str(label_map)}
-    items = ((folder.name, (lambda folder=folder: make(folder))) for folder in scans)
-    path = build_store(
-        out, items, meta=meta, with_point_map=with_point_map, overwrite=overwrite, progress=progress,
-        total=len(scans), desc=f"scannet {benchmark}",
-    )
-    with VoxelStore(path) as store:
-        voxels = 0
-        for folder in scans:
-            count = store.attrs(folder.name).get("num_voxels")
-            voxels += int(count) if count is not None else store.get(folder.name).num_voxels
-    return PrepSummary(path, len(scans), len(built), len(scans) - len(built), voxels, time.perf_counter() - start)
+    return _build(out, scans, lambda folder: read_scannet_scan(folder, benchmark=benchmark, label_map=rows), meta,
+                  voxel_size=voxel_size, with_point_map=with_point_map, overwrite=overwrite, progress=progress,
+                  start=start)
+
+
+def prep_votenet(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    benchmark: str = "scannet20",
+    voxel_size: float = 0.1,
+    limit: int | None = None,
+    with_point_map: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PrepSummary:
+    """Voxelize every VoteNet / mmdetection3d scan in folder ``root`` (``<scene>_vert.npy`` with
+    ``_sem_label.npy`` and ``_ins_label.npy``, ``mtml.io.votenet``) into the store ``out``.
+
+    benchmark: only "scannet20" (the NYU40 ids of its 20 classes; other ids 0): these files hold NYU40 ids.
+    The other arguments, the resuming and the grids are those of ``prep_scannet`` (instances: ``ins_label - 1``).
+    Store meta: dataset "votenet", benchmark, voxel size. InputError naming the root or the file that is wrong,
+    also for a scan without ``_sem_label.npy``.
+    """
+    start = time.perf_counter()
+    _check_settings(benchmark, voxel_size, limit)
+    _nyu40_sources("VoteNet scans", benchmark)
+    root = Path(root)
+    scans = _scans_of(root, [(p.name, p) for p in find_votenet_scans(root)], "VoteNet scans (<scene>_vert.npy)",
+                      limit)
+    meta = {"dataset": "votenet", "benchmark": benchmark, "voxel_size": float(voxel_size)}
+    return _build(out, scans, lambda prefix: read_any_scene(prefix, benchmark), meta, voxel_size=voxel_size,
+                  with_point_map=with_point_map, overwrite=overwrite, progress=progress, start=start)
+
+
+def prep_pointcept(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    benchmark: str = "scannet20",
+    voxel_size: float = 0.1,
+    limit: int | None = None,
+    with_point_map: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PrepSummary:
+    """Voxelize every Pointcept scan folder under ``root`` (``find_pointcept_scenes``: its scan folders, or those of
+    its train/val/test folders) into the store ``out``.
+
+    benchmark: "scannet20" (labels from ``segment20.npy`` as NYU40 ids) or "scannet200" (``segment200.npy``,
+    ScanNet200 ids); instances from ``instance.npy``. The other arguments, the resuming and the grids are those of
+    ``prep_scannet``. Store meta: dataset "pointcept", benchmark, voxel size. InputError naming the root or the file
+    that is wrong, also for a scan without the benchmark's segment file (e.g. Pointcept's test split).
+    """
+    start = time.perf_counter()
+    _check_settings(benchmark, voxel_size, limit)
+    root = Path(root)
+    scans = _scans_of(root, [(p.name, p) for p in find_pointcept_scenes(root)],
+                      "Pointcept scan folders (<scene>/coord.npy)", limit)
+    meta = {"dataset": "pointcept", "benchmark": benchmark, "voxel_size": float(voxel_size)}
+    return _build(out, scans, lambda folder: read_any_scene(folder, benchmark), meta, voxel_size=voxel_size,
+                  with_point_map=with_point_map, overwrite=overwrite, progress=progress, start=start)
+
+
+def prep_ply(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    benchmark: str = "scannet20",
+    voxel_size: float = 0.1,
+    limit: int | None = None,
+    with_point_map: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PrepSummary:
+    """Voxelize every labelled PLY scan under ``root`` into the store ``out``: its ``.ply`` files and the
+    ``<scene>_vh_clean_2.labels.ply`` of its ScanNet scan folders (``find_ply_files``), whose vertex ``label``
+    holds NYU40 ids (instances from an ``instance`` property when there is one).
+
+    benchmark: only "scannet20" (the NYU40 ids of its 20 classes; other ids 0). The other arguments, the resuming
+    and the grids are those of ``prep_scannet``. Store meta: dataset "ply", benchmark, voxel size. InputError
+    naming the root or the file that is wrong, also for a file without ``label``.
+    """
+    start = time.perf_counter()
+    _check_settings(benchmark, voxel_size, limit)
+    _nyu40_sources("PLY labels", benchmark)
+    root = Path(root)
+    scans = _scans_of(root, list(find_ply_files(root, in_scan_folders=True).items()),
+                      "PLY files (*.ply, <scene>/<scene>_vh_clean_2.labels.ply)", limit)
+    meta = {"dataset": "ply", "benchmark": benchmark, "voxel_size": float(voxel_size)}
+    return _build(out, scans, lambda path: nyu40_scene_to_benchmark(read_ply(path), benchmark), meta,
+                  voxel_size=voxel_size, with_point_map=with_point_map, overwrite=overwrite, progress=progress,
+                  start=start)

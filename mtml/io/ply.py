@@ -5,7 +5,8 @@ Reading accepts binary and ASCII files, point clouds and triangle (or polygon) m
 - vertex ``x y z`` (required, any numeric type) -> ``Scene.points`` float32 [N, 3], metres;
 - vertex ``red green blue`` (optional; integers taken as 0..255, floats with max <= 1 as 0..1, other
   floats as 0..255) -> ``Scene.colors`` uint8 [N, 3];
-- vertex ``label`` (optional, integer-valued) -> ``Scene.labels`` int64 [N] semantic class ids;
+- vertex ``label`` (optional, integer-valued) -> ``Scene.labels`` int64 [N] semantic class ids (in ScanNet's
+  ``<scene>_vh_clean_2.labels.ply`` these are NYU40 ids, 0 = unannotated; such a file's Scene is named ``<scene>``);
 - vertex ``instance`` (optional, integer-valued) -> ``Scene.instances`` int64 [N] (-1 = no instance);
 - face ``vertex_indices`` or ``vertex_index`` (optional) -> ``Scene.faces`` int64 [F, 3]; polygons with more
   than three corners are split into triangle fans, degenerate faces (< 3 corners) are dropped.
@@ -35,6 +36,48 @@ from mtml.scene import Scene
 _XYZ = ("x", "y", "z")
 _RGB = ("red", "green", "blue")
 _FACE_PROPS = ("vertex_indices", "vertex_index")
+#: ScanNet's labelled mesh: ``<scene>_vh_clean_2.labels.ply``, vertex ``label`` = NYU40 id.
+SCANNET_LABELS_PLY_SUFFIX = "_vh_clean_2.labels.ply"
+
+
+def is_scannet_labels_ply(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named as ScanNet's labelled mesh ``<scene>_vh_clean_2.labels.ply`` (labels: NYU40 ids)."""
+    name = Path(path).name
+    return name.endswith(SCANNET_LABELS_PLY_SUFFIX) and len(name) > len(SCANNET_LABELS_PLY_SUFFIX)
+
+
+def ply_scene_name(path: str | os.PathLike) -> str:
+    """The name ``read_ply`` gives the Scene of a PLY file: the scene id of ScanNet's
+    ``<scene>_vh_clean_2.labels.ply``, else the file stem."""
+    path = Path(path)
+    return path.name[: -len(SCANNET_LABELS_PLY_SUFFIX)] if is_scannet_labels_ply(path) else path.stem
+
+
+def points_float32(source: str | os.PathLike, xyz: np.ndarray) -> np.ndarray:
+    """Coordinates [N, 3] (any numeric type, metres) as float32 [N, 3]; InputError naming ``source`` when some
+    are NaN, infinite or too large for float32."""
+    points = np.asarray(xyz, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        points = points.astype(np.float32)
+    bad = ~np.isfinite(points).all(axis=1)
+    if bad.any():
+        raise InputError(
+            source, f"{int(bad.sum())} of {len(points)} vertices have NaN or infinite (or float32-overflowing) "
+            "coordinates"
+        )
+    return points
+
+
+def colors_uint8(rgb: np.ndarray) -> np.ndarray:
+    """RGB [N, 3] as uint8: integers taken as 0..255 (clipped), floats with max <= 1 as 0..1, other floats as
+    0..255 (rounded, clipped; NaN -> 0)."""
+    rgb = np.asarray(rgb)
+    if np.issubdtype(rgb.dtype, np.integer):
+        return np.clip(rgb, 0, 255).astype(np.uint8)
+    rgb = np.nan_to_num(rgb.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+    if rgb.size and rgb.max() <= 1.0:
+        rgb = rgb * 255.0
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
 def _element_noun(name: str, count: int) -> str:
@@ -120,14 +163,8 @@ def _integer_column(path: Path, data: np.ndarray, name: str) -> np.ndarray:
 
 
 def _colors(data: np.ndarray) -> np.ndarray:
-    """red/green/blue columns -> uint8 [N, 3] (see the module docstring for the float convention)."""
-    rgb = np.stack([np.asarray(data[c]) for c in _RGB], axis=1)
-    if np.issubdtype(rgb.dtype, np.integer):
-        return np.clip(rgb, 0, 255).astype(np.uint8)
-    rgb = np.nan_to_num(rgb.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-    if rgb.size and rgb.max() <= 1.0:
-        rgb = rgb * 255.0
-    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    """red/green/blue columns -> uint8 [N, 3] (``colors_uint8``)."""
+    return colors_uint8(np.stack([np.asarray(data[c]) for c in _RGB], axis=1))
 
 
 def _faces(path: Path, ply: PlyData, num_vertices: int) -> Optional[np.ndarray]:
@@ -171,8 +208,8 @@ def read_ply(path: str | os.PathLike) -> Scene:
 
     path: a binary or ASCII PLY file.
     Returns a Scene with points float32 [N, 3] (metres), colors uint8 [N, 3] or None, labels int64 [N] or
-    None, instances int64 [N] or None, faces int64 [F, 3] or None; ``name`` is the file stem and ``source``
-    the path as given.
+    None, instances int64 [N] or None, faces int64 [F, 3] or None; ``name`` is the file stem (the scene id for
+    ScanNet's ``<scene>_vh_clean_2.labels.ply``) and ``source`` the path as given.
     Raises InputError naming the file for a missing file, a directory, a non-PLY file, a malformed or
     truncated body (also a header declaring more rows than the file can hold, found before anything is
     allocated), no ``vertex`` element, missing x/y/z, zero vertices, or NaN/infinite coordinates.
@@ -191,15 +228,7 @@ def read_ply(path: str | os.PathLike) -> Scene:
     for c in _XYZ:
         if not np.issubdtype(data[c].dtype, np.number):
             raise InputError(path, f"vertex property '{c}' is not numeric ({data[c].dtype})")
-    points = np.stack([np.asarray(data[c], dtype=np.float64) for c in _XYZ], axis=1)
-    with np.errstate(over="ignore"):
-        points = points.astype(np.float32)
-    bad = ~np.isfinite(points).all(axis=1)
-    if bad.any():
-        raise InputError(
-            path, f"{int(bad.sum())} of {len(points)} vertices have NaN or infinite (or float32-overflowing) "
-            "coordinates"
-        )
+    points = points_float32(path, np.stack([np.asarray(data[c], dtype=np.float64) for c in _XYZ], axis=1))
     colors = _colors(data) if all(c in props for c in _RGB) else None
     labels = _integer_column(path, data, "label") if "label" in props else None
     instances = _integer_column(path, data, "instance") if "instance" in props else None
@@ -209,7 +238,7 @@ def read_ply(path: str | os.PathLike) -> Scene:
         colors=colors,
         labels=labels,
         instances=instances,
-        name=path.stem,
+        name=ply_scene_name(path),
         source=str(path),
         faces=faces,
     )
