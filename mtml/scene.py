@@ -208,6 +208,54 @@ class ReferringPrediction:
 
 
 @dataclass
+class Transform:
+    """How a scan's own coordinates map to the canonical frame the models read (z up, metres, walls along x and y,
+    floor at z = 0, the horizontal bounding box's min corner at the origin; ``mtml.data.normalize``)::
+
+        canonical = scale * original @ rotation.T + translation
+
+    Points keep their order, so per-point results need no mapping; ``to_original`` maps coordinates back.
+
+    rotation:      float64 [3, 3], a proper rotation (det +1): the up axis onto +z, then the turn about z.
+    scale:         metres per unit of the scan's coordinates (1, 0.01 or 0.001).
+    translation:   float64 [3], metres.
+    up_axis:       the scan's up axis as assumed: "x", "y", "z", "-x", "-y" or "-z".
+    units:         the scan's units as assumed: "m", "cm" or "mm".
+    up_source, units_source: "given" (a setting), "detected" (measured on the scan) or "default" (nothing measured
+                   clearly: z up, metres).
+    yaw_degrees:   the turn about the vertical, after the up axis was put on +z (0 when ``walls_aligned`` is False).
+    walls_aligned: whether that turn was made (dominant walls onto x/y, ``mtml.data.normalize.normalize_scene``).
+    message:       one line saying what was assumed (``normalize_scene`` writes it).
+    """
+
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    scale: float = 1.0
+    translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    up_axis: str = "z"
+    units: str = "m"
+    up_source: str = "default"
+    units_source: str = "default"
+    yaw_degrees: float = 0.0
+    walls_aligned: bool = False
+    message: str = ""
+
+    def to_canonical(self, points: np.ndarray) -> np.ndarray:
+        """float64 [N, 3] canonical coordinates (metres) of points [N, 3] in the scan's own coordinates."""
+        return self.scale * (np.asarray(points, dtype=np.float64) @ self.rotation.T) + self.translation
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """float64 [N, 3] the scan's own coordinates of canonical points [N, 3] (metres): ``to_canonical`` undone."""
+        return ((np.asarray(points, dtype=np.float64) - self.translation) @ self.rotation) / self.scale
+
+    def to_dict(self) -> dict:
+        """The transform as plain JSON-able data (lists and numbers)."""
+        return {"up_axis": self.up_axis, "up_source": self.up_source, "units": self.units,
+                "units_source": self.units_source, "scale": self.scale, "rotation": self.rotation.tolist(),
+                "translation": self.translation.tolist(), "yaw_degrees": self.yaw_degrees,
+                "walls_aligned": self.walls_aligned, "message": self.message}
+
+
+@dataclass
 class Instance:
     """One object a ``Predictor`` found in a scene (``mtml.predict.predictor``).
 
@@ -233,6 +281,8 @@ class Segmentation:
     class_names:     class id -> name, from the checkpoint.
     timings_s:       seconds per stage (voxelize, network, cluster, ...).
     labels_source:   "given" (the scene's own labels) or "predicted" (the semantic head).
+    transform:       how the scene's coordinates were brought into the frame the model read (``Transform``; its
+                     ``message`` says what was assumed), or None.
     """
 
     point_instances: np.ndarray
@@ -241,6 +291,7 @@ class Segmentation:
     class_names: dict = field(default_factory=dict)
     timings_s: dict = field(default_factory=dict)
     labels_source: str = ""
+    transform: Optional[Transform] = None
 
 
 @dataclass
