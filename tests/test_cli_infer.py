@@ -36,8 +36,10 @@ def test_infer_writes_ply_and_json(tiny_checkpoint, tmp_path, capsys):
         assert inst["num_points"] == int((v["instance"] == inst["id"]).sum())
         assert inst["label"] in range(1, 6) and inst["label_name"] != str(inst["label"])
     timings = summary["timings_s"]
-    assert set(timings) == {"setup", "read", "voxelize", "network", "cluster", "point_labels", "writing", "pictures",
-                            "other", "total"}
+    assert set(timings) == {"setup", "read", "normalize", "voxelize", "network", "cluster", "point_labels", "writing",
+                            "pictures", "other", "total"}
+    assert summary["frame"]["up_axis"] == "z" and summary["frame"]["units"] == "m"  # a toy scene: z up, metres
+    assert out.startswith(f"{src}: assumed z-up (detected), metres (detected), no turn about the vertical")
     assert sum(v for k, v in timings.items() if k != "total") == pytest.approx(timings["total"], abs=1e-3)
     assert (tmp_path / "out" / "room_instances.png").stat().st_size > 5000
 
@@ -181,3 +183,43 @@ def test_vote_out_of_range_is_refused(passes, tiny_semantic_checkpoint, tmp_path
     err = capsys.readouterr().err
     assert "--vote" in err and "must be between 1 and 16" in err
     assert not (tmp_path / "o").exists()
+
+
+# --- scans as users have them: another up axis, other units (mtml.data.normalize)
+
+Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # a y-up export of a z-up scan: (x, y, z) -> (x, z, -y)
+MINUS_Y_UP = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # (x, y, z) -> (x, -z, y): up is -y
+
+
+def test_y_up_millimetre_scan_is_segmented_as_the_original(tiny_checkpoint, tmp_path, capsys):
+    """mtml-infer says in one line what it assumed, segments a y-up millimetre export as the z-up metre original
+    and writes the scan's own coordinates; --up-axis / --units override the detection (negative axes as =-y)."""
+    scene = generate_scene(3)
+    users_points = (scene.points.astype(np.float64) @ Y_UP.T * 1000).astype(np.float32)
+    original = scene_to_ply(scene, tmp_path / "z" / "room.ply")
+    users = write_ply(tmp_path / "y" / "room.ply", users_points, int_props={"label": scene.labels})
+    code, out, err = _run([str(original), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "oz"),
+                           "--no-picture"], capsys)
+    assert code == 0, err
+    code, out, err = _run([str(users), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "oy"),
+                           "--no-picture"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == (f"{users}: assumed y-up (detected), millimetres (detected), no turn about the "
+                                   "vertical, floor at z=0 (overrides: --up-axis, --units)")
+    as_original = PlyData.read(str(tmp_path / "oz" / "room_instances.ply"))["vertex"].data
+    as_users = PlyData.read(str(tmp_path / "oy" / "room_instances.ply"))["vertex"].data
+    np.testing.assert_array_equal(np.c_[as_users["x"], as_users["y"], as_users["z"]], users_points)
+    np.testing.assert_array_equal(as_users["instance"], as_original["instance"])
+    frame = json.loads((tmp_path / "oy" / "room_instances.json").read_text())["frame"]
+    assert (frame["up_axis"], frame["units"], frame["scale"]) == ("y", "mm", 0.001)
+
+    minus_y_cm = write_ply(tmp_path / "m" / "room.ply",
+                           (scene.points.astype(np.float64) @ MINUS_Y_UP.T * 100).astype(np.float32),
+                           int_props={"label": scene.labels})
+    code, out, err = _run([str(minus_y_cm), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "om"),
+                           "--no-picture", "--up-axis=-y", "--units", "cm"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == (f"{minus_y_cm}: assumed -y-up (given), centimetres (given), no turn about the "
+                                   "vertical, floor at z=0")
+    as_given = PlyData.read(str(tmp_path / "om" / "room_instances.ply"))["vertex"].data
+    np.testing.assert_array_equal(as_given["instance"], as_original["instance"])

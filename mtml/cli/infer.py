@@ -1,6 +1,7 @@
-"""``mtml-infer a.ply|SCAN_FOLDER [...] [--checkpoint CKPT] [--out DIR] [--scannet-export DIR]``: semantic labels
-and instances of scans. A checkpoint with a semantic head segments plain scans (no 'label'); with a 'label'
-property the scan's labels are used unless ``--predict-labels``.
+"""``mtml-infer a.ply|SCAN_FOLDER|SCENE_vert.npy|POINTCEPT_FOLDER [...] [--checkpoint CKPT] [--out DIR]
+[--scannet-export DIR]``: semantic labels and instances of scans (``mtml.io.formats.read_any_scene`` reads them).
+A checkpoint with a semantic head segments plain scans (no 'label'); with a 'label' property the scan's labels are
+used unless ``--predict-labels``.
 
 Every input is read and checked before anything is written, and all outputs of one scan are written to a staging
 folder and moved into place together (``mtml.io.atomic.staged_outputs``), so bad input or a full disk leaves no
@@ -20,10 +21,11 @@ import numpy as np
 import torch
 
 from mtml.cli import StageTimes, int_between, positive_float_up_to, run_command
+from mtml.data.normalize import UNITS, UP_AXES, normalize_scene
 from mtml.errors import InputError
 from mtml.io.atomic import check_output_folder, staged_outputs
 from mtml.predict.checkpoint import bundled_checkpoints, load_model
-from mtml.predict.predictor import check_scene_labels, read_scene
+from mtml.predict.predictor import aligns_walls, check_scene_labels, read_scene
 from mtml.predict.voting import MAX_PASSES
 
 DEFAULT_CHECKPOINT = "toy"
@@ -57,9 +59,11 @@ def _memory_limit_named_by_its_flag():
 
 def main(argv=None) -> int:
     t_start = time.perf_counter()
-    p = argparse.ArgumentParser(prog="mtml-infer", description="Segment object instances in PLY scans.")
+    p = argparse.ArgumentParser(prog="mtml-infer", description="Segment object instances in scans.")
     p.add_argument("inputs", nargs="*", help="PLY files (x y z, optional colour and per-vertex 'label' semantic ids), "
-                                             "or ScanNet scan folders (<scene>_vh_clean_2.ply + segs + aggregation)")
+                                             "ScanNet scan folders (<scene>_vh_clean_2.ply + segs + aggregation), "
+                                             "VoteNet scans (<scene>_vert.npy [+ _sem_label.npy, _ins_label.npy]) "
+                                             "or Pointcept scan folders (coord.npy, color.npy, ...)")
     p.add_argument("--demo", action="store_true",
                    help="write a synthetic toy test scene (seed 900) to --out, as a plain PLY (x y z) and with its "
                         f"ground truth (_gt.ply), and segment it (with a referring head and no --refer, also "
@@ -69,7 +73,8 @@ def main(argv=None) -> int:
                                                       f"{DEFAULT_CHECKPOINT})")
     p.add_argument("--out", default="mtml_out", help="output folder (default: mtml_out)")
     p.add_argument("--max-memory-gb", type=positive_float_up_to(1e6), default=8.0,
-                   help="refuse scenes whose dense grid would need more memory than this (default 8)")
+                   help="memory bound of the network (GiB, default 8): a scan whose dense grid would need more is "
+                        "segmented in overlapping full-height tiles that fit, and merged")
     p.add_argument("--scannet-export", default=None, metavar="DIR",
                    help="also write predictions in the ScanNet instance benchmark layout (DIR/<scene>.txt + pred_mask/)")
     p.add_argument("--label-map", default=None, help="scannetv2-labels.combined.tsv for scan folders "
@@ -83,16 +88,25 @@ def main(argv=None) -> int:
     p.add_argument("--refer", action="append", default=[], metavar="SENTENCE",
                    help="segment the object this sentence describes (repeatable; all sentences share one network "
                         "pass): writes <name>_refer.ply (0/1 'target' per sentence) and <name>_refer.json")
+    p.add_argument("--up-axis", choices=[*UP_AXES, "auto"], default="auto",
+                   help="the scans' up axis (write a negative one as --up-axis=-y); auto (default): measured on each "
+                        "scan (the axis with the floor at its low end), z when nothing tells")
+    p.add_argument("--units", choices=[*UNITS, "auto"], default="auto",
+                   help="the scans' units; auto (default): from the height along the up axis (rooms are 0.8-8 m "
+                        "high), metres when it fits no unit")
+    p.add_argument("--align-walls", choices=["auto", "on", "off"], default="auto",
+                   help="turn each scan about the vertical so that its walls lie along x and y before the model "
+                        "reads it; auto (default): on, except for toy models (trained on wall-less scenes). Outputs "
+                        "keep the scan's own coordinates either way")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if not args.inputs and not args.demo:
-        p.error("give at least one PLY file, or --demo")
+        p.error("give at least one scan (PLY file, scan folder, <scene>_vert.npy, ...), or --demo")
     check_output_folder(args.out, "--out")
     if args.scannet_export:
         check_output_folder(args.scannet_export, "--scannet-export")
 
     from mtml.cluster.pipeline import ClusterConfig
-    from mtml.data.voxelize import voxelize
     from mtml.io.instances import (
         write_instance_picture,
         write_instance_ply,
@@ -107,6 +121,7 @@ def main(argv=None) -> int:
         referring_superpoints,
         segment_grid,
     )
+    from mtml.predict.tiling import TilePlan, grid_or_tiles, segment_tiles
 
     loaded = load_model(args.checkpoint or DEFAULT_CHECKPOINT, device=args.device)
     ckpt, model = loaded.path, loaded.model
@@ -120,6 +135,7 @@ def main(argv=None) -> int:
     cluster_cfg: ClusterConfig = exp.cluster
     class_names = loaded.class_names
     max_voxels = max_voxels_for_memory(model.cfg, args.max_memory_gb)
+    align_walls = aligns_walls(loaded) if args.align_walls == "auto" else args.align_walls == "on"
 
     text_features = None
     if args.refer:
@@ -131,7 +147,7 @@ def main(argv=None) -> int:
     if args.demo:
         inputs.append(str(write_demo_scene(args.out, plain=not model.cfg.needs_labels)))
     setup_s = time.perf_counter() - t_start
-    scenes, grids, times = [], [], []
+    scenes, frames, grids, times = [], [], [], []  # frames: (the scan in the model's frame, its Transform)
     for path in inputs:  # every input is read and checked (labels, grid size) before any output is written
         scan_times = StageTimes()
         if not times:  # the run's setup (arguments, model, sentences) counts in the first scan's total
@@ -140,21 +156,35 @@ def main(argv=None) -> int:
             with scan_times.stage("read"):
                 scene = read_scene(path, exp.data.benchmark, args.label_map)
                 check_scene_labels(model, scene, use_given_labels=not args.predict_labels)
+            with scan_times.stage("normalize"):
+                canonical, transform, _ = normalize_scene(scene, args.up_axis, args.units, align_walls,
+                                                          hint="overrides: --up-axis, --units")
             with scan_times.stage("voxelize"), _memory_limit_named_by_its_flag():
-                grids.append(voxelize(scene, exp.data.voxel_size, max_voxels=max_voxels))
+                grids.append(grid_or_tiles(canonical, exp.data.voxel_size, max_voxels))  # a TilePlan when too large
+            if args.refer and isinstance(grids[-1], TilePlan):
+                shape = "x".join(map(str, grids[-1].grid.shape))
+                raise InputError(scene.source, f"--refer needs the whole scan in one grid, and its {shape} voxel grid "
+                                               "is over --max-memory-gb (raise --max-memory-gb)")
         scenes.append(scene)
+        frames.append((canonical, transform))
         times.append(scan_times)
     names = [s.name for s in scenes]
     if len(set(names)) != len(names):
         raise InputError(None, "two inputs share a file name; their outputs would overwrite each other")
-    for scene, grid, scan_times in zip(scenes, grids, times):
+    # the model reads each scan in its canonical frame; the PLYs and JSON keep the scan's own coordinates
+    for scene, (canonical, transform), grid, scan_times in zip(scenes, frames, grids, times):
         with scan_times.running():
-            with scan_times.stage("network"):
-                outputs = network_outputs(model, grid, args.device)
-            with _memory_limit_named_by_its_flag():
-                res = segment_grid(model, scene, grid, cluster_cfg, device=args.device,
-                                   use_given_labels=not args.predict_labels, outputs=outputs, vote_passes=args.vote,
-                                   max_voxels=max_voxels)
+            if isinstance(grid, TilePlan):  # each tile runs the network within --max-memory-gb
+                with _memory_limit_named_by_its_flag():
+                    res = segment_tiles(model, canonical, grid, cluster_cfg, args.device, not args.predict_labels,
+                                        args.vote)
+            else:
+                with scan_times.stage("network"):
+                    outputs = network_outputs(model, grid, args.device)
+                with _memory_limit_named_by_its_flag():
+                    res = segment_grid(model, canonical, grid, cluster_cfg, device=args.device,
+                                       use_given_labels=not args.predict_labels, outputs=outputs,
+                                       vote_passes=args.vote, max_voxels=max_voxels)
             for stage, seconds in res.timings.items():  # network (the heads), cluster, point_labels, voting
                 scan_times.add(stage, seconds)
             point_instance = res.instances.point_instance_ids(res.grid, res.point_labels)
@@ -182,21 +212,24 @@ def main(argv=None) -> int:
                     answers = _write_referring(out_dir, args.refer, scene, grid, refer) if refer is not None else []
                 if not args.no_picture:
                     with scan_times.stage("pictures"):
+                        # top views: seen from the canonical frame's +z
                         if point_semantic is not None:
-                            write_semantic_picture(out_dir, scene.name, scene.points, point_semantic, class_names)
-                        write_instance_picture(out_dir / f"{scene.name}_instances.png", scene.points, point_instance,
-                                               f"{scene.name}: {n} instances (top view)")
+                            write_semantic_picture(out_dir, scene.name, canonical.points, point_semantic, class_names)
+                        write_instance_picture(out_dir / f"{scene.name}_instances.png", canonical.points,
+                                               point_instance, f"{scene.name}: {n} instances (top view)")
                         if refer is not None:
-                            write_referring_picture(out_dir / f"{scene.name}_refer.png", scene, args.refer,
+                            write_referring_picture(out_dir / f"{scene.name}_refer.png", canonical, args.refer,
                                                     refer.masks[:, grid.point_to_voxel])
                 timings = scan_times.summary()  # the summary JSON is written last, so they cover everything else
                 meta = {"scene": scene.name, "source": scene.source, "num_points": scene.num_points,
                         "voxel_size": exp.data.voxel_size, "num_voxels": res.grid.num_voxels,
                         "checkpoint": str(ckpt), "labels": res.labels_source,
-                        "vote_passes": args.vote if res.labels_source == "predicted" else 1, "timings_s": timings}
+                        "vote_passes": args.vote if res.labels_source == "predicted" else 1,
+                        "frame": transform.to_dict(), "timings_s": timings}
                 write_instance_summary(out_dir, scene.name, scene.points, point_instance, res.instances.labels,
                                        res.instances.scores, class_names, meta)
         stem = Path(args.out) / f"{scene.name}_instances"
+        print(transform.message)  # what was assumed about the scan's frame, one line
         print(f"{scene.source}: {n} instances ({res.labels_source} labels) in {timings['total']:.2f} s "
               f"-> {stem}.ply, {stem}.json")
         for answer in answers:

@@ -59,6 +59,10 @@ def voxelize(
     if not np.isfinite(voxel_size) or voxel_size <= 0:
         raise InputError(None, f"voxel size must be a positive finite number, got {voxel_size}")
     origin = pts.min(axis=0) if origin is None else np.asarray(origin, dtype=np.float64)
+    span = np.maximum(np.floor((pts.max(axis=0) - origin) / voxel_size) + 1, 1)  # the dense shape, as floats
+    if float(np.prod(span)) >= 2.0**62:  # its cells could not be numbered in int64
+        raise InputError(scene.source or scene.name, f"the points span {np.ptp(pts, axis=0).round(1).tolist()} m: "
+                                                     f"a grid at {voxel_size} m would have {np.prod(span):.3g} voxels")
     cell = np.floor((pts - origin) / voxel_size).astype(np.int64)
     if (cell < 0).any():
         raise InputError(scene.source or scene.name, "points lie below the grid origin")

@@ -308,7 +308,15 @@ def inference_bytes_per_voxel(cfg: ModelConfig) -> int:
     return int(1.5 * 4 * (full + half))
 
 
+MAX_MEMORY_GB = 1e6
+"""The largest memory bound accepted (GiB), as ``mtml-infer --max-memory-gb`` has it."""
+
+
 def max_voxels_for_memory(cfg: ModelConfig, memory_gb: float) -> int:
-    """The most occupied-grid cells a forward pass of a ``cfg`` network may use within ``memory_gb`` GiB
-    (``inference_bytes_per_voxel``)."""
-    return int(memory_gb * 2**30 / inference_bytes_per_voxel(cfg))
+    """The most dense grid cells a forward pass of a ``cfg`` network may use within ``memory_gb`` GiB
+    (``inference_bytes_per_voxel``). InputError for a bound that is not a number in (0, ``MAX_MEMORY_GB``] (nan,
+    inf, 0, negatives, bools, strings)."""
+    if isinstance(memory_gb, bool) or not isinstance(memory_gb, (int, float, np.integer, np.floating)) \
+            or not 0 < memory_gb <= MAX_MEMORY_GB:  # nan fails both comparisons
+        raise InputError(None, f"max_memory_gb must be a number in (0, {MAX_MEMORY_GB:g}] GiB, got {memory_gb!r}")
+    return int(float(memory_gb) * 2**30 / inference_bytes_per_voxel(cfg))
