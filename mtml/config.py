@@ -14,6 +14,7 @@ from typing import Any, Optional
 import yaml
 
 from mtml.cluster.pipeline import ClusterConfig
+from mtml.data.augment import AugmentConfig
 from mtml.data.registry import label_names
 from mtml.errors import InputError
 from mtml.losses.mtml import LossConfig
@@ -46,6 +47,8 @@ class DataConfig:
                   model segments them as it segments unseen scans, not as the scenes it was trained on.
     benchmark:    the class set validation reports (toy, scannet20, scannet200).
     val_min_region_size: smallest ground-truth instance that counts in validation (points, or voxels for stores).
+    augment:      the training augmentation, a mapping of ``mtml.data.augment.AugmentConfig`` fields (defaults: the
+                  generated benchmarks' k*90 degree rotation, x mirror and sub-voxel shift).
     """
 
     kind: str = "toy"
@@ -67,6 +70,7 @@ class DataConfig:
     holdout_space: str = ""
     benchmark: str = "toy"
     val_min_region_size: int = 100
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from mtml.data.augment import augment_points
+from mtml.data.augment import AugmentConfig, augment_scene
 from mtml.data.voxelize import voxelize
 from mtml.errors import InputError
 from mtml.scene import Scene, VoxelGrid
@@ -145,11 +145,13 @@ class SceneSampleSet(torch.utils.data.Dataset):
     With ``augment_seed`` set, each access draws a fresh rotation/flip/shift from (augment_seed, key, epoch),
     so training epochs differ but a resumed run replays the same sequence. ``scene_transform(scene, rng)``
     (e.g. rare-class instance insertion) runs before the geometric augmentation, with the same rng.
+    ``augment``: the AugmentConfig of that augmentation (default: the generated benchmarks', see
+    ``mtml.data.augment``); the grid is rebuilt per sample, so rotations by any angle and crops are fine.
     """
 
     def __init__(self, keys, make_scene, model_cfg, stuff_classes, voxel_size=0.1,
                  augment_seed: Optional[int] = None, grid_shape=None, scene_transform=None,
-                 ignore_labels: Sequence[int] = ()):
+                 ignore_labels: Sequence[int] = (), augment: Optional[AugmentConfig] = None):
         self.keys = list(keys)
         self.make_scene = make_scene
         self.model_cfg = model_cfg
@@ -159,6 +161,7 @@ class SceneSampleSet(torch.utils.data.Dataset):
         self.grid_shape = grid_shape
         self.scene_transform = scene_transform
         self.ignore_labels = list(ignore_labels)
+        self.augment = AugmentConfig() if augment is None else augment
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -173,8 +176,7 @@ class SceneSampleSet(torch.utils.data.Dataset):
             rng = np.random.default_rng([self.augment_seed, int(key), self.epoch])
             if self.scene_transform is not None:
                 scene = self.scene_transform(scene, rng)
-            scene = Scene(points=augment_points(scene.points, rng, self.voxel_size), labels=scene.labels,
-                          instances=scene.instances, colors=scene.colors, name=scene.name, source=scene.source)
+            scene = augment_scene(scene, rng, self.voxel_size, self.augment)
         return scene
 
     def __getitem__(self, i: int) -> Sample:

@@ -163,14 +163,15 @@ def _make_longtail_scene(seed: int, config: Optional[LongtailSceneConfig] = None
 
 def _sample_set(cfg, keys, make_scene, scene_transform=None):
     """The augmented training ``SceneSampleSet`` over ``keys`` (scenes from ``make_scene(key)``) for the
-    experiment ``cfg``."""
+    experiment ``cfg``, augmented by ``cfg.data.augment`` (an ``mtml.data.augment.AugmentConfig``; absent: its
+    defaults)."""
     # imported here, not at the top: torch loads only when training data are built, so that class-set and
     # seed lookups (e.g. ``mtml-eval``) stay light
     from mtml.data.dataset import SceneSampleSet
 
     return SceneSampleSet(keys, make_scene, cfg.model, cfg.data.stuff_classes, cfg.data.voxel_size,
                           augment_seed=cfg.train.seed, scene_transform=scene_transform,
-                          ignore_labels=cfg.data.semantic_ignore)
+                          ignore_labels=cfg.data.semantic_ignore, augment=getattr(cfg.data, "augment", None))
 
 
 def _generated_training_sets(name: str, cfg) -> tuple:
