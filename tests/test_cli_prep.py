@@ -12,7 +12,7 @@ import scannet_fixture as fx
 
 from mtml.cli import run_command
 from mtml.cli.prep import main
-from mtml.data.scannet_prep import prep_ply, prep_pointcept, prep_scannet, prep_votenet
+from mtml.data.scannet_prep import prep_scannet, prep_scans
 from mtml.data.voxelize import voxelize
 from mtml.errors import InputError
 from mtml.io.formats import read_any_scene
@@ -207,7 +207,7 @@ def _assert_store_holds(store_path, scenes, voxel_size=0.1):
 
 def test_prep_votenet_on_two_real_scans(real_scans, tmp_path):
     out = tmp_path / "votenet.h5"
-    summary = prep_votenet(real_scans, out, limit=2, progress=False)
+    summary = prep_scans("votenet", real_scans, out, limit=2, progress=False)
     assert (summary.scenes, summary.built, summary.kept) == (2, 2, 0)
     names = ["scene0001_00", "scene0001_01"]
     scenes = {n: read_any_scene(real_scans / n, "scannet20") for n in names}
@@ -221,7 +221,7 @@ def test_prep_votenet_on_two_real_scans(real_scans, tmp_path):
             assert set(np.unique(grid.instances).tolist()) <= set(np.unique(raw.instances).tolist())
             assert len(np.unique(grid.instances)) >= 10
         assert summary.voxels == sum(store.get(n).num_voxels for n in names)
-    again = prep_votenet(real_scans, out, limit=2, progress=False)
+    again = prep_scans("votenet", real_scans, out, limit=2, progress=False)
     assert (again.built, again.kept) == (0, 2)
 
 
@@ -268,7 +268,7 @@ def _pointcept_root(root: Path) -> list[Path]:
 def test_prep_pointcept_stores_benchmark_ids(tmp_path, label_set):
     folders = _pointcept_root(tmp_path / "pointcept")
     out = tmp_path / "pc.h5"
-    summary = prep_pointcept(tmp_path / "pointcept", out, benchmark=label_set, progress=False)
+    summary = prep_scans("pointcept", tmp_path / "pointcept", out, benchmark=label_set, progress=False)
     assert summary.scenes == 2
     _assert_store_holds(out, {f.name: read_pointcept_scene(f, label_set) for f in folders})
     ids = {0, *scannet_label_data()[label_set]["ids"]}
@@ -299,7 +299,7 @@ def test_prep_ply_reads_labels_ply_of_scan_folders_and_ply_files(tmp_path):
     write_ply(root / "scene0002_00" / "scene0002_00_vh_clean_2.labels.ply", points, int_props={"label": nyu40})
     write_ply(root / "room.ply", points + 1, int_props={"label": nyu40[::-1].copy(), "instance": np.arange(320) % 7})
     out = tmp_path / "ply.h5"
-    summary = prep_ply(root, out, progress=False)
+    summary = prep_scans("ply", root, out, progress=False)
     assert summary.scenes == 2
     expected = {}
     for name, path in (("room", root / "room.ply"),
@@ -313,7 +313,7 @@ def test_prep_ply_reads_labels_ply_of_scan_folders_and_ply_files(tmp_path):
         assert set(np.unique(store.get("scene0002_00").labels).tolist()) == {0, 1, 2, 5, 14, 39}
     write_ply(root / "plain.ply", points)
     with pytest.raises(InputError, match="no semantic labels") as err:
-        prep_ply(root, tmp_path / "plain.h5", progress=False)
+        prep_scans("ply", root, tmp_path / "plain.h5", progress=False)
     assert err.value.source == str(root / "plain.ply")
     with pytest.raises(InputError, match="NYU40 ids"):
-        prep_ply(root, tmp_path / "x.h5", benchmark="scannet200", progress=False)
+        prep_scans("ply", root, tmp_path / "x.h5", benchmark="scannet200", progress=False)

@@ -20,6 +20,7 @@ Resumable: run it again after an interruption (or with a larger ``--limit``) and
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 
@@ -28,10 +29,11 @@ from mtml.io.atomic import check_output_file
 
 
 def _prep_function(name: str) -> Callable:
-    """``mtml.data.scannet_prep.prep_<name>``, imported when a subcommand runs (it loads h5py and the readers)."""
-    from mtml.data import scannet_prep
+    """The store builder of format ``name``: ``prep_scannet`` for scan folders, else ``prep_scans`` bound to the
+    format (``mtml.data.scannet_prep``, imported when a subcommand runs: it loads h5py and the readers)."""
+    from mtml.data.scannet_prep import prep_scannet, prep_scans
 
-    return getattr(scannet_prep, f"prep_{name}")
+    return prep_scannet if name == "scannet" else functools.partial(prep_scans, name)
 
 
 def _run(args: argparse.Namespace) -> int:

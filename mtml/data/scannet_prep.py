@@ -1,9 +1,9 @@
 """Scans -> an HDF5 voxel store (``mtml.io.store``), resumable: what ``mtml-prep`` runs for every format.
 
 * ``prep_scannet``: ScanNet v2 scan folders (labels from the aggregation, through the tsv);
-* ``prep_votenet``: VoteNet / mmdetection3d exports (``<scene>_vert.npy`` + ``_sem_label.npy`` + ``_ins_label.npy``);
-* ``prep_pointcept``: Pointcept scan folders (``coord.npy``, ``segment20.npy`` / ``segment200.npy``, ``instance.npy``);
-* ``prep_ply``: PLY files whose ``label`` holds NYU40 ids, as ScanNet's ``<scene>_vh_clean_2.labels.ply``.
+* ``prep_scans("votenet", ...)``: VoteNet / mmdetection3d exports (``<scene>_vert.npy`` + ``_sem_label.npy`` + ``_ins_label.npy``);
+* ``prep_scans("pointcept", ...)``: Pointcept scan folders (``coord.npy``, ``segment20.npy`` / ``segment200.npy``, ``instance.npy``);
+* ``prep_scans("ply", ...)``: PLY files whose ``label`` holds NYU40 ids, as ScanNet's ``<scene>_vh_clean_2.labels.ply``.
 
 All of them write the same store through ``mtml.io.store.build_store`` (``_build``): one grid per scan, voxel labels
 in the benchmark's ids (``scannet20``: the NYU40 ids of its 20 classes, other ids 0; ``scannet200``: ScanNet200 ids,
@@ -166,7 +166,42 @@ def prep_scannet(
                   start=start)
 
 
-def prep_votenet(
+@dataclass(frozen=True)
+class ScanFormat:
+    """How ``prep_scans`` finds and reads one kind of labelled scan export.
+
+    find:   root -> [(scan name, path)] of the scans in ``root``.
+    read:   (path, benchmark) -> Scene with labels in the benchmark's ids.
+    what:   the scans, named for errors ("VoteNet scans (<scene>_vert.npy)").
+    nyu40:  the files hold NYU40 ids (so only "scannet20" can be had from them).
+    """
+
+    find: Callable[[Path], list]
+    read: Callable[[Path, str], Scene]
+    what: str
+    nyu40: bool
+
+
+SCAN_FORMATS = {
+    "votenet": ScanFormat(lambda root: [(p.name, p) for p in find_votenet_scans(root)],
+                          lambda path, benchmark: read_any_scene(path, benchmark),
+                          "VoteNet scans (<scene>_vert.npy)", nyu40=True),
+    "pointcept": ScanFormat(lambda root: [(p.name, p) for p in find_pointcept_scenes(root)],
+                            lambda path, benchmark: read_any_scene(path, benchmark),
+                            "Pointcept scan folders (<scene>/coord.npy)", nyu40=False),
+    "ply": ScanFormat(lambda root: list(find_ply_files(root, in_scan_folders=True).items()),
+                      lambda path, benchmark: nyu40_scene_to_benchmark(read_ply(path), benchmark),
+                      "PLY files (*.ply, <scene>/<scene>_vh_clean_2.labels.ply)", nyu40=True),
+}
+"""The export formats ``prep_scans`` reads: VoteNet / mmdetection3d (``<scene>_vert.npy`` with ``_sem_label.npy``
+and ``_ins_label.npy``, instances ``ins_label - 1``), Pointcept scan folders (``segment20.npy`` as NYU40 ids or
+``segment200.npy`` as ScanNet200 ids, ``instance.npy``; the folders of ``root`` or of its train/val/test folders),
+and PLY files whose vertex ``label`` holds NYU40 ids (``.ply`` files and the ``<scene>_vh_clean_2.labels.ply`` of
+ScanNet scan folders; instances from an ``instance`` property)."""
+
+
+def prep_scans(
+    fmt: str,
     root: str | os.PathLike,
     out: str | os.PathLike,
     *,
@@ -177,80 +212,23 @@ def prep_votenet(
     overwrite: bool = False,
     progress: bool = True,
 ) -> PrepSummary:
-    """Voxelize every VoteNet / mmdetection3d scan in folder ``root`` (``<scene>_vert.npy`` with
-    ``_sem_label.npy`` and ``_ins_label.npy``, ``mtml.io.votenet``) into the store ``out``.
+    """Voxelize every scan of format ``fmt`` ("votenet", "pointcept", "ply": ``SCAN_FORMATS``) under ``root`` into
+    the store ``out``.
 
-    benchmark: only "scannet20" (the NYU40 ids of its 20 classes; other ids 0): these files hold NYU40 ids.
-    The other arguments, the resuming and the grids are those of ``prep_scannet`` (instances: ``ins_label - 1``).
-    Store meta: dataset "votenet", benchmark, voxel size. InputError naming the root or the file that is wrong,
-    also for a scan without ``_sem_label.npy``.
+    benchmark: "scannet20" (NYU40 ids of its 20 classes, other ids 0), or "scannet200" for formats that carry
+    ScanNet200 ids (Pointcept's ``segment200.npy``). The other arguments, the resuming and the grids are those of
+    ``prep_scannet``. Store meta: dataset ``fmt``, benchmark, voxel size. InputError naming the root or the file
+    that is wrong, also for a scan without labels (a store is training data).
     """
     start = time.perf_counter()
+    if fmt not in SCAN_FORMATS:
+        raise InputError(None, f"unknown scan format {fmt!r} (known: scannet, {', '.join(SCAN_FORMATS)})")
+    spec = SCAN_FORMATS[fmt]
     _check_settings(benchmark, voxel_size, limit)
-    _nyu40_sources("VoteNet scans", benchmark)
+    if spec.nyu40:
+        _nyu40_sources(spec.what, benchmark)
     root = Path(root)
-    scans = _scans_of(root, [(p.name, p) for p in find_votenet_scans(root)], "VoteNet scans (<scene>_vert.npy)",
-                      limit)
-    meta = {"dataset": "votenet", "benchmark": benchmark, "voxel_size": float(voxel_size)}
-    return _build(out, scans, lambda prefix: read_any_scene(prefix, benchmark), meta, voxel_size=voxel_size,
+    scans = _scans_of(root, spec.find(root), spec.what, limit)
+    meta = {"dataset": fmt, "benchmark": benchmark, "voxel_size": float(voxel_size)}
+    return _build(out, scans, lambda path: spec.read(path, benchmark), meta, voxel_size=voxel_size,
                   with_point_map=with_point_map, overwrite=overwrite, progress=progress, start=start)
-
-
-def prep_pointcept(
-    root: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    benchmark: str = "scannet20",
-    voxel_size: float = 0.1,
-    limit: int | None = None,
-    with_point_map: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> PrepSummary:
-    """Voxelize every Pointcept scan folder under ``root`` (``find_pointcept_scenes``: its scan folders, or those of
-    its train/val/test folders) into the store ``out``.
-
-    benchmark: "scannet20" (labels from ``segment20.npy`` as NYU40 ids) or "scannet200" (``segment200.npy``,
-    ScanNet200 ids); instances from ``instance.npy``. The other arguments, the resuming and the grids are those of
-    ``prep_scannet``. Store meta: dataset "pointcept", benchmark, voxel size. InputError naming the root or the file
-    that is wrong, also for a scan without the benchmark's segment file (e.g. Pointcept's test split).
-    """
-    start = time.perf_counter()
-    _check_settings(benchmark, voxel_size, limit)
-    root = Path(root)
-    scans = _scans_of(root, [(p.name, p) for p in find_pointcept_scenes(root)],
-                      "Pointcept scan folders (<scene>/coord.npy)", limit)
-    meta = {"dataset": "pointcept", "benchmark": benchmark, "voxel_size": float(voxel_size)}
-    return _build(out, scans, lambda folder: read_any_scene(folder, benchmark), meta, voxel_size=voxel_size,
-                  with_point_map=with_point_map, overwrite=overwrite, progress=progress, start=start)
-
-
-def prep_ply(
-    root: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    benchmark: str = "scannet20",
-    voxel_size: float = 0.1,
-    limit: int | None = None,
-    with_point_map: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> PrepSummary:
-    """Voxelize every labelled PLY scan under ``root`` into the store ``out``: its ``.ply`` files and the
-    ``<scene>_vh_clean_2.labels.ply`` of its ScanNet scan folders (``find_ply_files``), whose vertex ``label``
-    holds NYU40 ids (instances from an ``instance`` property when there is one).
-
-    benchmark: only "scannet20" (the NYU40 ids of its 20 classes; other ids 0). The other arguments, the resuming
-    and the grids are those of ``prep_scannet``. Store meta: dataset "ply", benchmark, voxel size. InputError
-    naming the root or the file that is wrong, also for a file without ``label``.
-    """
-    start = time.perf_counter()
-    _check_settings(benchmark, voxel_size, limit)
-    _nyu40_sources("PLY labels", benchmark)
-    root = Path(root)
-    scans = _scans_of(root, list(find_ply_files(root, in_scan_folders=True).items()),
-                      "PLY files (*.ply, <scene>/<scene>_vh_clean_2.labels.ply)", limit)
-    meta = {"dataset": "ply", "benchmark": benchmark, "voxel_size": float(voxel_size)}
-    return _build(out, scans, lambda path: nyu40_scene_to_benchmark(read_ply(path), benchmark), meta,
-                  voxel_size=voxel_size, with_point_map=with_point_map, overwrite=overwrite, progress=progress,
-                  start=start)

@@ -149,17 +149,22 @@ def _load(path: Path) -> PlyData:
         raise InputError(path, f"not a readable PLY file ({type(err).__name__}: {err})") from err
 
 
+def whole_numbers(path: str | os.PathLike, values: np.ndarray, what: str) -> np.ndarray:
+    """``values`` (any shape) as int64 when they are integers, or floats that are all whole numbers; InputError
+    naming ``path`` and ``what`` (e.g. "vertex property 'label'") otherwise."""
+    if np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.int64)
+    if not np.issubdtype(values.dtype, np.floating):
+        raise InputError(path, f"{what} must be integers, got {values.dtype}")
+    bad = ~np.isfinite(values) | (values != np.round(values))
+    if bad.any():
+        raise InputError(path, f"{int(bad.sum())} {what} values are not integers")
+    return values.astype(np.int64)
+
+
 def _integer_column(path: Path, data: np.ndarray, name: str) -> np.ndarray:
     """A vertex property that must hold integers, as int64 [N]."""
-    col = np.asarray(data[name])
-    if np.issubdtype(col.dtype, np.integer):
-        return col.astype(np.int64)
-    if not np.issubdtype(col.dtype, np.floating):
-        raise InputError(path, f"vertex property '{name}' is not numeric ({col.dtype})")
-    bad = ~np.isfinite(col) | (col != np.round(col))
-    if bad.any():
-        raise InputError(path, f"vertex property '{name}' has {int(bad.sum())} non-integer values")
-    return col.astype(np.int64)
+    return whole_numbers(path, np.asarray(data[name]), f"vertex property '{name}'")
 
 
 def _colors(data: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mtml.errors import InputError
-from mtml.io.ply import colors_uint8, points_float32
+from mtml.io.ply import colors_uint8, points_float32, whole_numbers
 from mtml.scene import Scene
 
 #: The files of one VoteNet / mmdetection3d scan: kind -> file name suffix after the prefix.
@@ -89,14 +89,7 @@ def integer_array(path: str | os.PathLike, array: np.ndarray, num_points: int, w
         raise InputError(path, f"{what} must be one value per point, got shape {values.shape}")
     if len(values) != num_points:
         raise InputError(path, f"{len(values)} {what} values for {num_points} points")
-    if np.issubdtype(values.dtype, np.integer):
-        return values.astype(np.int64)
-    if not np.issubdtype(values.dtype, np.floating):
-        raise InputError(path, f"{what} must be integers, got {values.dtype}")
-    bad = ~np.isfinite(values) | (values != np.round(values))
-    if bad.any():
-        raise InputError(path, f"{int(bad.sum())} {what} values are not integers")
-    return values.astype(np.int64)
+    return whole_numbers(path, values, what)
 
 
 def votenet_files(prefix: str | os.PathLike) -> dict[str, Path]:
