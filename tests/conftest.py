@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from mtml.config import config_from_dict
@@ -109,3 +111,16 @@ def train_instance_head_on_bundled(tmp_path, bundled_toy, task: str, head: str, 
     assert all(r["loss"] > 0 for r in rows if r["kind"] == "step")  # the scenes gave examples to learn from
     assert state["class_voxel_counts"]  # the frozen model's statistics are kept
     return model, state
+
+
+SCANNET_MINI_SCANS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scannet_mini" / "scans"
+"""The 16 real labelled ScanNet scans: under ScanNet's terms they are read in place and never copied into the repo."""
+SCANNET_MINI_MISSING = (f"the real ScanNet scans are not here: {SCANNET_MINI_SCANS} is missing (they live in "
+                        "../shared/data and may not be copied into the repo; CI has them)")
+
+
+def require_scannet_mini() -> Path:
+    """``SCANNET_MINI_SCANS``, or skip the calling test with ``SCANNET_MINI_MISSING`` when the folder is absent."""
+    if not SCANNET_MINI_SCANS.is_dir():
+        pytest.skip(SCANNET_MINI_MISSING)
+    return SCANNET_MINI_SCANS

@@ -1,7 +1,6 @@
 """Training augmentation (mtml.data.augment): the defaults are bit-identical to the generated benchmarks' old
 augmentation, each heavy transform does what it says, and the heavy set builds valid samples of a real scan."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from mtml.errors import InputError
 from mtml.io.formats import find_scenes, read_any_scene
 from mtml.scene import Scene
 
-SCANNET_MINI_SCANS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scannet_mini" / "scans"
+from conftest import SCANNET_MINI_SCANS, require_scannet_mini  # noqa: E402
 HEAVY = load_config("scannet/mini.yaml").data.augment
 
 
@@ -212,8 +211,7 @@ def test_config_validation_and_yaml():
 
 
 def test_heavy_set_builds_a_valid_sample_of_a_real_scan():
-    if not SCANNET_MINI_SCANS.is_dir():
-        pytest.skip(f"the real ScanNet scans are not here: {SCANNET_MINI_SCANS} is missing (CI has ../shared/data)")
+    require_scannet_mini()
     cfg = load_config("scannet/mini.yaml")
     assert list(cfg.model.inputs) == ["occupancy", "height", "rgb"]  # channels 0, 1 and 2..4
     paths = find_scenes(SCANNET_MINI_SCANS)

@@ -177,15 +177,14 @@ def test_cli_unusable_out_is_one_line_exit_2_before_reading_scans(root, tmp_path
 
 
 # ------------------------------------------------------------------ the other formats: VoteNet, Pointcept, PLY
-SCANNET_MINI_SCANS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scannet_mini" / "scans"
+from conftest import SCANNET_MINI_SCANS, require_scannet_mini  # noqa: E402
 S20_AND_0 = {0, *scannet_label_data()["scannet20"]["ids"]}
 
 
 @pytest.fixture(scope="module")
 def real_scans():
     """The real scannet_mini scans (VoteNet layout), read in place; stores go to tmp_path only."""
-    if not SCANNET_MINI_SCANS.is_dir():
-        pytest.skip(f"the real ScanNet scans are not here: {SCANNET_MINI_SCANS} is missing (CI has ../shared/data)")
+    require_scannet_mini()
     return SCANNET_MINI_SCANS
 
 

@@ -3,7 +3,6 @@ turned about the vertical, far from the origin, all land in one canonical frame 
 at z = 0, horizontal min corner at the origin), and the bundled toy model segments them alike."""
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,8 @@ from mtml.predict.checkpoint import load_model
 from mtml.predict.predictor import aligns_walls
 from mtml.scene import Scene
 
-SCANS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scannet_mini" / "scans"
+from conftest import SCANNET_MINI_SCANS as SCANS  # noqa: E402
+from conftest import require_scannet_mini  # noqa: E402
 
 # proper rotations (det +1) taking a z-up scan to one whose up is the named axis; "y" is the usual y-up export
 # (x, y, z) -> (x, z, -y)
@@ -216,8 +216,7 @@ def test_toy_model_on_a_y_up_millimetre_toy_scene():
 def scannet_scan():
     """Real ScanNet scan scene0001_00 (VoteNet's export: z up, metres, axis-aligned): float64 [N, 3] points."""
     path = SCANS / "scene0001_00_vert.npy"
-    if not SCANS.is_dir():
-        pytest.skip(f"{SCANS} is absent")
+    require_scannet_mini()
     return np.load(path)[:, :3].astype(np.float64)
 
 

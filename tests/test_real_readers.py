@@ -28,8 +28,7 @@ from mtml.io.scannet import read_scannet_scan
 from mtml.io.votenet import VOTENET_SUFFIXES, find_votenet_scans, read_votenet_scene, votenet_prefix
 from mtml.labels import scannet_label_data
 
-SCANNET_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scannet_mini"
-SCANS = SCANNET_MINI / "scans"
+from conftest import require_scannet_mini  # noqa: E402
 S20 = scannet_label_data()["scannet20"]["ids"]
 S200 = scannet_label_data()["scannet200"]["ids"]
 
@@ -37,9 +36,7 @@ S200 = scannet_label_data()["scannet200"]["ids"]
 @pytest.fixture(scope="module")
 def scans():
     """The real scannet_mini scans folder (VoteNet layout), read in place."""
-    if not SCANS.is_dir():
-        pytest.skip(f"the real ScanNet scans are not here: {SCANS} is missing (CI has ../shared/data/scannet_mini)")
-    return SCANS
+    return require_scannet_mini()
 
 
 def _raw(prefix: Path) -> dict:

@@ -1,7 +1,6 @@
 """mtml.data.registry: every dataset, its seed ranges, class sets and training data, looked up by name."""
 
 from itertools import combinations
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -186,14 +185,13 @@ def test_register_class_set():
 
 
 # ------------------------------------------------------------------- real scans: spaces and leave-one-space-out
-SCANNET_MINI_SCANS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scannet_mini" / "scans"
+from conftest import SCANNET_MINI_SCANS, require_scannet_mini  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def real_scans():
     """The real scannet_mini scans (VoteNet layout), read in place."""
-    if not SCANNET_MINI_SCANS.is_dir():
-        pytest.skip(f"the real ScanNet scans are not here: {SCANNET_MINI_SCANS} is missing (CI has ../shared/data)")
+    require_scannet_mini()
     return SCANNET_MINI_SCANS
 
 

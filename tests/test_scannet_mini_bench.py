@@ -20,8 +20,10 @@ from mtml.eval.scenes import baseline_segmenter, evaluate_scenes
 from mtml.io.formats import find_scenes, read_any_scene
 from mtml.tables import scannet_mini as sm
 
-SCANS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scannet_mini" / "scans"
-needs_scans = pytest.mark.skipif(not SCANS.is_dir(), reason=f"real scans not present at {SCANS}")
+from conftest import SCANNET_MINI_MISSING, require_scannet_mini  # noqa: E402
+from conftest import SCANNET_MINI_SCANS as SCANS  # noqa: E402
+
+needs_scans = pytest.mark.skipif(not SCANS.is_dir(), reason=SCANNET_MINI_MISSING)
 
 OVERLAPS = np.append(np.arange(0.5, 0.95, 0.05), 0.25)
 
@@ -41,8 +43,7 @@ def _check_fractions(rows: list[dict], columns) -> None:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """One fold (the first space), one epoch of two steps, language-grounded and scratch models, through the CLI."""
-    if not SCANS.is_dir():
-        pytest.skip(f"real scans not present at {SCANS}")
+    require_scannet_mini()
     root = tmp_path_factory.mktemp("scannet_mini")
     runs, out = root / "runs", root / "out"
     argv = ["scannet-mini", "--scans", str(SCANS), "--folds", "1", "--epochs", "1", "--max-steps", "2",
