@@ -178,7 +178,7 @@ class Predictor:
 
     def segment(self, scene: Scene | str | os.PathLike, use_given_labels: bool | None = None,
                 vote_passes: int = 1, up_axis: str | None = None, units: str | None = None) -> Segmentation:
-        """Instances and semantic labels of a scan (a Scene, or a PLY file / ScanNet folder path, ``read_scene``).
+        """Instances and semantic labels of a scan (a Scene, or a path in any format ``read_scene`` reads).
 
         use_given_labels: None builds the instances on the scan's own labels when it has them and on the semantic
             head's predictions otherwise (``mtml-infer``'s default); True demands the scan's labels, False demands
